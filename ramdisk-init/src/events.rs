@@ -1,0 +1,141 @@
+//! Step events: one JSON object per line on the console (and later the log
+//! device), so a person can read the story and a test or `migrd status` can
+//! parse it.
+//!
+//! Every event is a single line starting with `{"migrd":` so it can be picked
+//! out of a serial log full of kernel messages.
+
+use serde::Serialize;
+use std::io::Write;
+use std::time::Instant;
+
+/// The steps of stage 2, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// migrd-init started.
+    Start,
+    /// Early mounts and console.
+    Setup,
+    /// Plan read and checked.
+    Plan,
+    /// Boot configuration restored.
+    Disarm,
+    /// Kernel modules loaded.
+    Modules,
+    /// Target disk found.
+    FindTarget,
+    /// Payload files present and of the right size.
+    LoadPayload,
+    /// Payload hashes verified.
+    Verify,
+    /// Everything up to the point of no return succeeded.
+    Done,
+    /// Leaving: power off or reboot.
+    Exit,
+}
+
+/// Outcome of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The step began.
+    Begin,
+    /// The step succeeded.
+    Ok,
+    /// The step did not apply.
+    Skip,
+    /// The step failed.
+    Fail,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    migrd: u32,
+    step: Step,
+    status: Status,
+    t_ms: u128,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    msg: &'a str,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    data: serde_json::Value,
+}
+
+/// Writes step events to a sink, stamping each with the time since start.
+pub struct EventLog<W: Write> {
+    out: W,
+    started: Instant,
+    /// Every line emitted, kept so it can be copied to the new OS later.
+    pub history: Vec<String>,
+}
+
+impl<W: Write> EventLog<W> {
+    /// A log writing to `out`.
+    pub fn new(out: W) -> Self {
+        EventLog {
+            out,
+            started: Instant::now(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Emit one event. Writing to the console must never stop PID 1, so
+    /// errors here are swallowed after the line is kept in `history`.
+    pub fn emit(&mut self, step: Step, status: Status, msg: &str, data: serde_json::Value) {
+        let line = Line {
+            migrd: 1,
+            step,
+            status,
+            t_ms: self.started.elapsed().as_millis(),
+            msg,
+            data,
+        };
+        let text = serde_json::to_string(&line).unwrap_or_else(|_| {
+            format!("{{\"migrd\":1,\"step\":\"{step:?}\",\"status\":\"{status:?}\"}}")
+        });
+        // Kernel messages may have left the cursor mid-line.
+        let _ = writeln!(self.out, "\r\n{text}\r");
+        let _ = self.out.flush();
+        self.history.push(text);
+    }
+
+    /// Shorthand for an event without data.
+    pub fn note(&mut self, step: Step, status: Status, msg: &str) {
+        self.emit(step, status, msg, serde_json::Value::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_is_one_parseable_json_line() {
+        let mut buf = Vec::new();
+        {
+            let mut log = EventLog::new(&mut buf);
+            log.note(Step::Start, Status::Begin, "hello \"quoted\"\nnewline");
+            log.emit(
+                Step::Verify,
+                Status::Fail,
+                "mismatch",
+                serde_json::json!({"path": "/payload/x"}),
+            );
+            assert_eq!(log.history.len(), 2);
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_matches('\r'))
+            .filter(|l| l.starts_with("{\"migrd\":"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(v["step"], "verify");
+        assert_eq!(v["status"], "fail");
+        assert_eq!(v["data"]["path"], "/payload/x");
+        let v0: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v0["msg"], "hello \"quoted\"\nnewline");
+        assert!(v0.get("data").is_none());
+    }
+}

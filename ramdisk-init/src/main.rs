@@ -1,0 +1,25 @@
+//! `migrd-init`: PID 1 of the migration ramdisk.
+//!
+//! Runs the plan's steps (see `migrd_init::stage`) and leaves: power off when
+//! every step passed, reboot into the old OS when one failed. It never
+//! panics on input and never returns.
+
+use migrd_init::events::{EventLog, Status, Step};
+use migrd_init::live::{leave, LiveSystem};
+use migrd_init::stage::{run, Exit};
+
+fn main() {
+    let mut sys = LiveSystem::default();
+    let mut log = EventLog::new(std::io::stdout());
+    let exit = run(&mut sys, &mut log);
+    match exit {
+        Exit::PowerOff => {
+            log.note(Step::Exit, Status::Ok, "powering off");
+            leave(true)
+        }
+        Exit::Fallback { .. } => {
+            log.note(Step::Exit, Status::Ok, "rebooting into the old OS");
+            leave(false)
+        }
+    }
+}

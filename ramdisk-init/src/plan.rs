@@ -1,0 +1,502 @@
+//! The Plan: the one contract between stage 1 (`migrd`) and stage 2
+//! (`migrd-init`).
+//!
+//! Stage 1 decides everything and writes it into `/plan.json` inside the
+//! ramdisk; stage 2 only executes. The format is versioned: stage 2 refuses a
+//! plan whose `version` it does not know instead of guessing.
+
+use crate::arch::Arch;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The plan format version this build writes and understands.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Where the plan lives inside the ramdisk.
+pub const PLAN_PATH: &str = "/plan.json";
+
+/// Everything stage 2 needs to know, decided by stage 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Format version; see [`PLAN_VERSION`].
+    pub version: u32,
+    /// Which migrd wrote it (`migrd 0.1.0`), for the log.
+    pub created_by: String,
+    /// CPU architecture of the ramdisk.
+    pub arch: Arch,
+    /// The disk to flash, by stable identity.
+    pub target: TargetDisk,
+    /// Files of the payload, each checked before use.
+    pub payload: Vec<PayloadFile>,
+    /// Kernel modules to load, paths inside the ramdisk, in load order.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// How this boot was armed and how to disarm it.
+    pub boot: BootPlan,
+    /// Files to write into the new OS after flashing.
+    #[serde(default)]
+    pub inject: Vec<Injection>,
+    /// Logging of stage 2.
+    #[serde(default)]
+    pub log: LogSettings,
+    /// Run every step up to the point of no return, then go back.
+    #[serde(default)]
+    pub pretend: bool,
+}
+
+/// How stage 2 finds the disk to flash. Device names (`/dev/sda`) move between
+/// boots, so the plan names the disk by what stays: serial, WWN, a
+/// `/dev/disk/by-id` name, or the PARTUUID of a partition on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDisk {
+    /// Disk serial as the kernel reports it (`/sys/block/X/serial`,
+    /// `/sys/block/X/device/serial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// World Wide Name (`/sys/block/X/device/wwid` or `.../wwn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<String>,
+    /// A `/dev/disk/by-id/` name, as udev made it on the old OS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_id: Option<String>,
+    /// PARTUUID of a partition on the disk (GPT GUID or `MBRSIG-NN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partuuid: Option<String>,
+    /// Kernel name seen by stage 1; a hint only, never used on its own unless
+    /// `allow_name_only` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_hint: Option<String>,
+    /// Accept the name hint as the only identity (operator asked for it).
+    #[serde(default)]
+    pub allow_name_only: bool,
+    /// Expected size in bytes, checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// How long to wait for the disk to appear, in seconds.
+    #[serde(default = "default_wait_secs")]
+    pub wait_secs: u32,
+}
+
+fn default_wait_secs() -> u32 {
+    30
+}
+
+impl TargetDisk {
+    /// True when the plan names the disk by at least one stable identity, or
+    /// the operator explicitly allowed a bare name.
+    pub fn is_identified(&self) -> bool {
+        self.serial.is_some()
+            || self.wwn.is_some()
+            || self.by_id.is_some()
+            || self.partuuid.is_some()
+            || (self.allow_name_only && self.name_hint.is_some())
+    }
+}
+
+/// What a payload file is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadRole {
+    /// The balenaOS disk image (compressed or raw).
+    Image,
+    /// The device's config.json.
+    Config,
+    /// A NetworkManager keyfile.
+    Network,
+    /// The backup archive.
+    Backup,
+    /// Anything else stage 1 chose to carry.
+    Other,
+}
+
+/// Compression of a payload file, as recognised by its magic bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// Zstandard (`28 b5 2f fd`).
+    Zstd,
+    /// xz (`fd 37 7a 58 5a 00`).
+    Xz,
+    /// A zip archive holding one file (balena dashboard downloads).
+    Zip,
+}
+
+/// Where a payload file is, relative to the ramdisk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Placement {
+    /// Inside the initramfs at `path`.
+    Embedded {
+        /// Absolute path inside the ramdisk.
+        path: String,
+    },
+}
+
+/// One file of the payload, with the size and hash stage 2 checks before
+/// trusting it (an initramfs unpack can fail silently and leave a short file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadFile {
+    /// What the file is for.
+    pub role: PayloadRole,
+    /// Where it is.
+    pub placement: Placement,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+    /// Compression of the file's content.
+    pub compression: Compression,
+}
+
+impl PayloadFile {
+    /// Path of the file inside the ramdisk.
+    pub fn path(&self) -> &str {
+        match &self.placement {
+            Placement::Embedded { path } => path,
+        }
+    }
+}
+
+/// The one-shot boot mechanism that started this ramdisk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootStrategy {
+    /// Nothing armed by migrd (offline `migrd build`; the operator boots it).
+    None,
+    /// GRUB `next_entry` in grubenv.
+    Grub,
+    /// UEFI `BootNext` to a Boot#### entry.
+    Efi,
+    /// Raspberry Pi `tryboot.txt` and the firmware's tryboot flag.
+    RpiTryboot,
+    /// Raspberry Pi `config.txt`/`cmdline.txt` edits.
+    RpiConfig,
+    /// U-Boot self-clearing entry.
+    Uboot,
+    /// `kexec_file_load`; nothing persistent armed.
+    Kexec,
+}
+
+/// A change stage 2 must undo first thing, so that any later failure boots
+/// the old OS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DisarmAction {
+    /// Put a file on a partition back to the bytes it had before arming.
+    RestoreFile {
+        /// PARTUUID of the partition holding the file.
+        partuuid: String,
+        /// Filesystem type to mount it with (`vfat`, `ext4`).
+        fstype: String,
+        /// Path of the file relative to the filesystem root.
+        path: String,
+        /// Path inside the ramdisk of the saved original bytes.
+        original: String,
+    },
+    /// Delete an EFI variable (the ramdisk's Boot#### entry).
+    DeleteEfiVar {
+        /// Variable name with GUID, as in efivarfs (`Boot0007-8be4df61-...`).
+        name: String,
+    },
+}
+
+/// How the ramdisk was armed and what stage 2 undoes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootPlan {
+    /// The mechanism.
+    pub strategy: BootStrategy,
+    /// Undo steps, run in order at the start of stage 2.
+    #[serde(default)]
+    pub disarm: Vec<DisarmAction>,
+}
+
+/// Where an injected file goes in the new OS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InjectTarget {
+    /// The `resin-boot` partition.
+    ResinBoot,
+    /// The `resin-data` partition.
+    ResinData,
+}
+
+/// A file written into the flashed OS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Injection {
+    /// Path inside the ramdisk of the content.
+    pub source: String,
+    /// Partition it goes to.
+    pub partition: InjectTarget,
+    /// Path relative to that partition's root.
+    pub path: String,
+    /// Permission bits (0600 for anything holding a secret).
+    pub mode: u32,
+}
+
+/// Log verbosity of stage 2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Step results (default).
+    #[default]
+    Info,
+    /// Details.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// Logging of stage 2.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Verbosity.
+    #[serde(default)]
+    pub level: LogLevel,
+    /// A partition (by PARTUUID) to copy the log to, on a disk that is not
+    /// the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_partuuid: Option<String>,
+}
+
+/// Why a plan could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Not JSON, or not a plan.
+    #[error("plan is not valid JSON for a migrd plan: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Written by a migrd with another plan format.
+    #[error(
+        "plan format version {found} is not supported by this migrd-init (it reads version {supported}); \
+         rebuild the ramdisk with the same migrd release as its init"
+    )]
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u64,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// Parsed, but inconsistent.
+    #[error("plan is inconsistent: {0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: Option<u64>,
+}
+
+impl Plan {
+    /// Parse and validate a plan. The version is checked before anything
+    /// else, so a plan from another release gets a version error, not a
+    /// confusing field error.
+    pub fn from_json(text: &str) -> Result<Plan, PlanError> {
+        let probe: VersionProbe = serde_json::from_str(text)?;
+        match probe.version {
+            Some(v) if v == u64::from(PLAN_VERSION) => {}
+            Some(v) => {
+                return Err(PlanError::UnsupportedVersion {
+                    found: v,
+                    supported: PLAN_VERSION,
+                })
+            }
+            None => return Err(PlanError::Invalid("no \"version\" field".into())),
+        }
+        let plan: Plan = serde_json::from_str(text)?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Serialize as stable, pretty JSON (field order is declaration order, so
+    /// the same plan gives the same bytes).
+    pub fn to_json(&self) -> Result<String, PlanError> {
+        let mut s = serde_json::to_string_pretty(self)?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    /// Checks that cannot be expressed in the types.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        if !self.target.is_identified() {
+            return Err(PlanError::Invalid(
+                "target disk has no stable identity (serial, wwn, by-id or partuuid)".into(),
+            ));
+        }
+        let mut seen = BTreeMap::new();
+        for f in &self.payload {
+            let p = f.path();
+            if !p.starts_with('/') {
+                return Err(PlanError::Invalid(format!(
+                    "payload path '{p}' is not absolute"
+                )));
+            }
+            if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(PlanError::Invalid(format!(
+                    "payload '{p}' has a malformed sha256 '{}'",
+                    f.sha256
+                )));
+            }
+            if seen.insert(p.to_string(), ()).is_some() {
+                return Err(PlanError::Invalid(format!(
+                    "payload path '{p}' listed twice"
+                )));
+            }
+        }
+        if self
+            .payload
+            .iter()
+            .filter(|f| f.role == PayloadRole::Image)
+            .count()
+            > 1
+        {
+            return Err(PlanError::Invalid(
+                "more than one image in the payload".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The image payload file, if any.
+    pub fn image(&self) -> Option<&PayloadFile> {
+        self.payload.iter().find(|f| f.role == PayloadRole::Image)
+    }
+}
+
+/// A small valid plan for tests in this crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn sample_plan() -> Plan {
+        Plan {
+            version: PLAN_VERSION,
+            created_by: "migrd test".into(),
+            arch: Arch::X86_64,
+            target: TargetDisk {
+                serial: Some("DISK1".into()),
+                wait_secs: 5,
+                ..Default::default()
+            },
+            payload: vec![PayloadFile {
+                role: PayloadRole::Image,
+                placement: Placement::Embedded {
+                    path: "/payload/balena.img.gz".into(),
+                },
+                size: 3,
+                sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+                compression: Compression::Gzip,
+            }],
+            modules: vec!["/lib/modules/virtio_blk.ko".into()],
+            boot: BootPlan {
+                strategy: BootStrategy::None,
+                disarm: vec![],
+            },
+            inject: vec![],
+            log: LogSettings::default(),
+            pretend: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::sample_plan as sample;
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() -> Result<(), PlanError> {
+        let p = sample();
+        let back = Plan::from_json(&p.to_json()?)?;
+        assert_eq!(p, back);
+        Ok(())
+    }
+
+    #[test]
+    fn serialization_is_stable() -> Result<(), PlanError> {
+        assert_eq!(sample().to_json()?, sample().to_json()?);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_unknown_version_before_other_fields() {
+        let text = r#"{"version": 99, "something": "from the future"}"#;
+        match Plan::from_json(text) {
+            Err(PlanError::UnsupportedVersion {
+                found: 99,
+                supported,
+            }) => {
+                assert_eq!(supported, PLAN_VERSION)
+            }
+            other => panic!("expected a version error, got {other:?}"),
+        }
+        let msg = Plan::from_json(text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("version 99") && msg.contains("rebuild"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn refuses_missing_version_and_garbage() {
+        assert!(matches!(Plan::from_json("{}"), Err(PlanError::Invalid(_))));
+        assert!(matches!(
+            Plan::from_json("not json"),
+            Err(PlanError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_unknown_fields() -> Result<(), PlanError> {
+        let mut v: serde_json::Value = serde_json::from_str(&sample().to_json()?)?;
+        v["surprise"] = serde_json::json!(1);
+        assert!(matches!(
+            Plan::from_json(&v.to_string()),
+            Err(PlanError::Malformed(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_target_without_stable_identity() -> Result<(), PlanError> {
+        let mut p = sample();
+        p.target = TargetDisk {
+            name_hint: Some("sda".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Plan::from_json(&p.to_json()?),
+            Err(PlanError::Invalid(_))
+        ));
+        p.target.allow_name_only = true;
+        assert!(Plan::from_json(&p.to_json()?).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_bad_hashes_and_duplicates() -> Result<(), PlanError> {
+        let mut p = sample();
+        p.payload[0].sha256 = "xyz".into();
+        assert!(matches!(p.validate(), Err(PlanError::Invalid(_))));
+        let mut p = sample();
+        let dup = p.payload[0].clone();
+        p.payload.push(dup);
+        assert!(matches!(p.validate(), Err(PlanError::Invalid(_))));
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Prepare this machine for the migrd lab: Debian packages (QEMU from
+# bookworm-backports through a private apt configuration, so /etc/apt stays
+# untouched), Rust musl targets, and Debian kernels extracted (never installed)
+# into the lab cache. Idempotent: a second run only checks.
+#
+# Environment:
+#   MIGRD_LAB_DIR   cache folder (default: <repo>/target/lab)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+LAB=${MIGRD_LAB_DIR:-$repo/target/lab}
+mkdir -p "$LAB"
+log() { printf '[lab-setup] %s\n' "$*" >&2; }
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+# The mirror the machine's own apt sources use.
+mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 || true)
+[ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || { log "cannot find the Debian mirror in /etc/apt; set up apt first"; exit 1; }
+
+apt_dir=$LAB/apt-bpo
+mkdir -p "$apt_dir/lists/partial"
+{
+  for s in bookworm bookworm-updates bookworm-backports; do echo "deb $mirror $s main"; done
+  echo "deb ${mirror%/debian}/debian-security bookworm-security main"
+} > "$apt_dir/sources.list"
+A=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::lists=$apt_dir/lists")
+
+need_update=1
+apt_update() { if [ $need_update = 1 ]; then log "apt-get update"; $SUDO apt-get "${A[@]}" update -qq; need_update=0; fi; }
+
+# QEMU comes from bookworm-backports: bookworm's own qemu-system conflicts with
+# the preinstalled backports qemu-utils.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  apt_update
+  log "installing qemu-system-x86 from bookworm-backports"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends \
+    -t bookworm-backports qemu-system-x86 >/dev/null
+fi
+tools=(cpio zstd xz-utils dosfstools mtools fdisk e2fsprogs)
+missing=()
+for p in "${tools[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_update
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v depmod >/dev/null || { apt_update; DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends kmod >/dev/null; }
+
+# Rust targets for the static PID-1 binary.
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >/dev/null; }
+done
+
+# Debian's x86_64 kernel, extracted into $LAB/kernel/amd64 (boot/vmlinuz-*,
+# boot/config-*, lib/modules/<release>/ with modules.dep made by depmod).
+fetch_kernel() { # $1 = debian arch, $2 = flavour package (linux-image-amd64)
+  local darch=$1 meta=$2 dest=$LAB/kernel/$1
+  if compgen -G "$dest/boot/vmlinuz-*" >/dev/null && compgen -G "$dest/lib/modules/*/modules.dep" >/dev/null; then
+    return 0
+  fi
+  apt_update
+  local pkg
+  pkg=$(apt-cache "${A[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+  [ -n "$pkg" ] || { log "cannot resolve $meta to a versioned kernel package"; exit 1; }
+  log "downloading $pkg"
+  local tmp; tmp=$(mktemp -d "$LAB/dl.XXXXXX")
+  (cd "$tmp" && apt-get "${A[@]}" download -qq "$pkg" 2>/dev/null)
+  rm -rf "$dest.part"; mkdir -p "$dest.part"
+  dpkg-deb -x "$tmp"/*.deb "$dest.part"
+  rm -rf "$tmp"
+  local rel; rel=$(ls "$dest.part/lib/modules")
+  depmod -b "$dest.part" "$rel"
+  rm -rf "$dest"; mv "$dest.part" "$dest"
+  log "kernel $rel ready in $dest"
+}
+fetch_kernel amd64 linux-image-amd64
+log "lab ready in $LAB"
