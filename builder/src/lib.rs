@@ -1,1 +1,14 @@
-//! migrd
+//! migrd, stage 1: everything that runs before the reboot, and the offline
+//! ramdisk builder. The binary in `main.rs` is a thin shell over this library.
+
+pub mod cli;
+pub mod commands;
+pub mod elf_check;
+pub mod init_binary;
+pub mod initramfs;
+pub mod kconfig;
+pub mod kernel_source;
+pub mod kmod;
+pub mod payload;
+pub mod probe;
+pub mod ramdisk;

@@ -87,6 +87,7 @@ impl System for LiveSystem {
             Ok(()) => Ok(ModuleLoad::Loaded),
             Err(Errno::EEXIST) => Ok(ModuleLoad::AlreadyLoaded),
             Err(Errno::ENOENT) => Ok(ModuleLoad::NeedsDependency),
+            Err(Errno::ENODEV) | Err(Errno::ENXIO) => Ok(ModuleLoad::NoDevice),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -117,6 +117,7 @@ fn load_modules<S: System, W: Write>(
     let mut pending: Vec<&String> = modules.iter().collect();
     let mut loaded = Vec::new();
     let mut already = Vec::new();
+    let mut no_device = Vec::new();
     while !pending.is_empty() {
         let before = pending.len();
         let mut waiting = Vec::new();
@@ -124,6 +125,7 @@ fn load_modules<S: System, W: Write>(
             match sys.load_module(m) {
                 Ok(ModuleLoad::Loaded) => loaded.push(short(m)),
                 Ok(ModuleLoad::AlreadyLoaded) => already.push(short(m)),
+                Ok(ModuleLoad::NoDevice) => no_device.push(short(m)),
                 Ok(ModuleLoad::NeedsDependency) => waiting.push(m),
                 Err(e) => return Err(Failed(Step::Modules, format!("loading {m}: {e}"))),
             }
@@ -147,7 +149,7 @@ fn load_modules<S: System, W: Write>(
             Status::Ok
         },
         "",
-        json!({"loaded": loaded, "already": already}),
+        json!({"loaded": loaded, "already": already, "no_device": no_device}),
     );
     Ok(())
 }
@@ -216,6 +218,9 @@ mod tests {
             let m = short(path);
             if self.loaded.contains(&m) {
                 return Ok(ModuleLoad::AlreadyLoaded);
+            }
+            if m == "crct10dif_pclmul" {
+                return Ok(ModuleLoad::NoDevice);
             }
             for (mod_, dep) in &self.needs {
                 if *mod_ == m && !self.loaded.iter().any(|l| l == dep) {
@@ -297,6 +302,8 @@ mod tests {
             ]
         );
         assert_eq!(ev[5]["data"]["disk"]["name"], "vda");
+        // A module for absent hardware is noted, not fatal.
+        assert_eq!(ev[4]["data"]["no_device"], json!(["crct10dif_pclmul"]));
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum ModuleLoad {
     AlreadyLoaded,
     /// A symbol it needs is not there yet: a dependency must load first.
     NeedsDependency,
+    /// The module refused because its hardware or CPU feature is absent
+    /// (ENODEV/ENXIO): normal for a ramdisk that carries drivers for many
+    /// machines.
+    NoDevice,
 }
 
 /// The machine as stage 2 sees it.

@@ -1,0 +1,34 @@
+//! The `migrd` command line. Each subcommand's arguments live with its
+//! implementation in `commands/`; this file only lists them.
+
+use crate::commands;
+use clap::{Parser, Subcommand};
+
+/// migrd: move a running Linux device onto balenaOS through a one-shot
+/// migration ramdisk, with fallback to the old OS.
+#[derive(Debug, Parser)]
+#[command(name = "migrd", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands of `migrd`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a migration ramdisk offline, for a device type, with no device at hand.
+    Build(commands::build::BuildArgs),
+    /// Show the segments, entries and plan of a migrd initramfs.
+    Inspect(commands::inspect::InspectArgs),
+}
+
+impl Command {
+    /// Run the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Build(a) => commands::build::run(a),
+            Command::Inspect(a) => commands::inspect::run(a),
+        }
+    }
+}
