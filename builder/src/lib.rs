@@ -6,6 +6,7 @@ pub mod commands;
 pub mod elf_check;
 pub mod init_binary;
 pub mod initramfs;
+pub mod inputs;
 pub mod kconfig;
 pub mod kernel_source;
 pub mod kmod;
