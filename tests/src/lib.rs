@@ -1,1 +1,12 @@
-//! lab
+//! The migrd lab: everything end-to-end tests need to boot real kernels
+//! under QEMU and read what happened.
+//!
+//! - [`paths`]: where the lab cache, the Debian kernel and the built
+//!   binaries are (prepared by `tests/lab/setup.sh`).
+//! - [`qemu`]: start QEMU with the serial console in a file, wait for exit
+//!   or a pattern, kill on timeout, keep the logs.
+//! - [`events`]: the JSON step events migrd-init prints on the console.
+
+pub mod events;
+pub mod paths;
+pub mod qemu;

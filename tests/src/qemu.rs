@@ -1,0 +1,146 @@
+//! Running QEMU for a scenario: serial console to a file, stop on exit, on a
+//! pattern, or on timeout (then killed), logs kept in the scenario's folder.
+//!
+//! KVM is not used unless `MIGRD_LAB_ACCEL=kvm`: on the machines this lab
+//! was measured on, `/dev/kvm` exists but cannot run stock guests.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// QEMU exited by itself (guest powered off or rebooted with
+    /// `-no-reboot`), with this exit code.
+    Exited(Option<i32>),
+    /// The pattern appeared on the serial console; QEMU was stopped.
+    Matched,
+    /// Neither happened in time; QEMU was killed.
+    TimedOut,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct Run {
+    /// How it ended.
+    pub ended: Ended,
+    /// The serial console output.
+    pub serial: String,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The serial log file.
+    pub log: PathBuf,
+}
+
+/// A QEMU command being put together.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    bin: String,
+    args: Vec<String>,
+    log_dir: PathBuf,
+    disks: usize,
+}
+
+impl Qemu {
+    /// An x86_64 PC (`-M pc`, SeaBIOS) with 512 MiB, 2 CPUs, no display, no
+    /// network, serial console to `<log_dir>/serial.log`.
+    pub fn x86_64(log_dir: &Path) -> Self {
+        let accel = std::env::var("MIGRD_LAB_ACCEL").unwrap_or_else(|_| "tcg".into());
+        let mut q = Qemu {
+            bin: "qemu-system-x86_64".into(),
+            args: Vec::new(),
+            log_dir: log_dir.to_path_buf(),
+            disks: 0,
+        };
+        q.args([
+            "-accel", &accel, "-m", "512", "-smp", "2", "-display", "none",
+        ]);
+        q.args(["-monitor", "none", "-no-reboot", "-nic", "none"]);
+        q
+    }
+
+    /// Append arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(&mut self, a: I) -> &mut Self {
+        self.args
+            .extend(a.into_iter().map(|s| s.as_ref().to_string()));
+        self
+    }
+
+    /// Boot a kernel directly with an initramfs and command line.
+    pub fn kernel(&mut self, image: &Path, initrd: &Path, append: &str) -> &mut Self {
+        self.args([
+            "-kernel",
+            &image.display().to_string(),
+            "-initrd",
+            &initrd.display().to_string(),
+            "-append",
+            append,
+        ])
+    }
+
+    /// Attach a raw disk image as a virtio-blk PCI disk, optionally with a
+    /// serial number the guest sees in `/sys/block/vdX/serial`.
+    pub fn disk(&mut self, image: &Path, serial: Option<&str>) -> &mut Self {
+        let id = format!("d{}", self.disks);
+        self.disks += 1;
+        let drive = format!("file={},format=raw,if=none,id={id}", image.display());
+        let mut dev = format!("virtio-blk-pci,drive={id}");
+        if let Some(s) = serial {
+            dev.push_str(&format!(",serial={s}"));
+        }
+        self.args(["-drive", &drive, "-device", &dev])
+    }
+
+    fn spawn(&self, log: &Path) -> Result<Child> {
+        let out = std::fs::File::create(self.log_dir.join("qemu.out"))?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&self.args)
+            .args(["-serial", &format!("file:{}", log.display())])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        std::fs::write(
+            self.log_dir.join("qemu.cmd"),
+            format!("{} {}\n", self.bin, self.args.join(" ")),
+        )?;
+        cmd.spawn()
+            .with_context(|| format!("starting {} (install QEMU: tests/lab/setup.sh)", self.bin))
+    }
+
+    /// Run until QEMU exits, `until` appears on the console, or `timeout`.
+    pub fn run(&self, timeout: Duration, until: Option<&str>) -> Result<Run> {
+        let log = self.log_dir.join("serial.log");
+        std::fs::write(&log, b"")?;
+        let started = Instant::now();
+        let mut child = self.spawn(&log)?;
+        let ended = loop {
+            if let Some(status) = child.try_wait()? {
+                break Ended::Exited(status.code());
+            }
+            if let Some(p) = until {
+                let text = std::fs::read(&log).unwrap_or_default();
+                if String::from_utf8_lossy(&text).contains(p) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Ended::Matched;
+                }
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Ended::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let serial = String::from_utf8_lossy(&std::fs::read(&log)?).into_owned();
+        Ok(Run {
+            ended,
+            serial,
+            elapsed: started.elapsed(),
+            log,
+        })
+    }
+}
