@@ -1,6 +1,7 @@
 //! migrd, stage 1: everything that runs before the reboot, and the offline
 //! ramdisk builder. The binary in `main.rs` is a thin shell over this library.
 
+pub mod balena_api;
 pub mod cli;
 pub mod commands;
 pub mod elf_check;
