@@ -51,13 +51,14 @@ pub struct Disk {
 
 /// Block devices that are never a migration target.
 fn is_candidate_name(name: &str) -> bool {
-    ![
+    const NEVER: [&str; 9] = [
         "loop", "ram", "zram", "dm-", "md", "sr", "fd", "nbd", "mtdblock",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
-        && !(name.starts_with("mmcblk") && name.contains("boot"))
-        && !(name.starts_with("mmcblk") && name.ends_with("rpmb"))
+    ];
+    let virtual_or_optical = NEVER.iter().any(|p| name.starts_with(p));
+    // eMMC hardware boot partitions and the replay-protected block.
+    let mmc_special =
+        name.starts_with("mmcblk") && (name.contains("boot") || name.ends_with("rpmb"));
+    !virtual_or_optical && !mmc_special
 }
 
 fn read_attr(p: &Path) -> Option<String> {
@@ -177,7 +178,7 @@ fn mismatch(t: &TargetDisk, d: &Disk) -> Option<String> {
         && t.partuuid.is_none()
     {
         if let Some(n) = &t.name_hint {
-            if &d.name != n.trim_start_matches("/dev/") {
+            if d.name != n.trim_start_matches("/dev/") {
                 return Some(format!("name is not {n}"));
             }
         }

@@ -110,12 +110,15 @@ fn read_archive<R: Read>(
     }
 }
 
+/// Files picked out while walking: (path, contents).
+pub type FoundFiles = Vec<(String, Vec<u8>)>;
+
 /// Walk every segment of the initramfs at `path`. Files whose names make
 /// `want` true are returned with their contents.
 pub fn read_segments(
     path: &Path,
     want: &mut dyn FnMut(&str) -> bool,
-) -> Result<(Vec<SegmentInfo>, Vec<(String, Vec<u8>)>)> {
+) -> Result<(Vec<SegmentInfo>, FoundFiles)> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = Counting {
         inner: BufReader::with_capacity(1 << 16, f),

@@ -311,7 +311,7 @@ mod tests {
             compression: SegmentCompression::None,
             tree: t.clone(),
         };
-        let (bytes, _) = write_initramfs(Vec::new(), &[seg.clone()]).unwrap();
+        let (bytes, _) = write_initramfs(Vec::new(), std::slice::from_ref(&seg)).unwrap();
         assert!(gnu_cpio_list(&bytes).contains("payload/img"));
         std::fs::write(&p, vec![1u8; 4000]).unwrap();
         let e = write_initramfs(Vec::new(), &[seg]).unwrap_err().to_string();
