@@ -21,6 +21,10 @@ pub enum Command {
     Build(commands::build::BuildArgs),
     /// Show the segments, entries and plan of a migrd initramfs.
     Inspect(commands::inspect::InspectArgs),
+    /// Probe the device and run every pre-flight check; change nothing.
+    Check(commands::check::CheckArgs),
+    /// Download the balenaOS image for the fleet's device type and stop.
+    Download(commands::download::DownloadArgs),
 }
 
 impl Command {
@@ -29,6 +33,8 @@ impl Command {
         match self {
             Command::Build(a) => commands::build::run(a),
             Command::Inspect(a) => commands::inspect::run(a),
+            Command::Check(a) => commands::check::run(a),
+            Command::Download(a) => commands::download::run(a),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! ramdisk builder. The binary in `main.rs` is a thin shell over this library.
 
 pub mod balena_api;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod elf_check;

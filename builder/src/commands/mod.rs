@@ -1,4 +1,7 @@
 //! One module per `migrd` subcommand: its clap arguments and its `run`.
 
 pub mod build;
+pub mod check;
+pub mod download;
 pub mod inspect;
+pub mod migrate_args;
