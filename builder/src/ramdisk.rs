@@ -103,7 +103,7 @@ fn read_module(f: &kmod::ModuleFile) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn payload_name(image: &Path, c: Compression) -> String {
+fn payload_name(c: Compression) -> String {
     let ext = match c {
         Compression::Gzip => "img.gz",
         Compression::Zstd => "img.zst",
@@ -111,7 +111,6 @@ fn payload_name(image: &Path, c: Compression) -> String {
         Compression::Zip => "zip",
         Compression::None => "img",
     };
-    let _ = image;
     format!("/payload/balena.{ext}")
 }
 
@@ -167,7 +166,7 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
     if img.size == 0 {
         bail!("image {} is empty", spec.image.display());
     }
-    let img_path = payload_name(&spec.image, img.compression);
+    let img_path = payload_name(img.compression);
     let img_node = Node::File {
         perm: 0o600,
         source: Source::File {
@@ -291,4 +290,196 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf_check::tiny_elf::elf64;
+    use crate::initramfs::read_segments;
+    use crate::kconfig::KernelConfig;
+    use crate::kmod::ModuleIndex;
+    use migrd_init::plan::{BootStrategy, PLAN_PATH};
+
+    /// A fake kernel release: two virtio modules (one xz-compressed), ext4
+    /// and vfat built in.
+    fn fake_kernel(root: &Path) -> KernelSource {
+        let rel = root.join("lib/modules/6.1.0-test");
+        std::fs::create_dir_all(rel.join("kernel/drivers")).unwrap();
+        std::fs::write(rel.join("kernel/drivers/virtio.ko"), b"virtio module bytes").unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(b"virtio_blk module bytes").unwrap();
+        std::fs::write(
+            rel.join("kernel/drivers/virtio_blk.ko.xz"),
+            xz.finish().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            rel.join("modules.dep"),
+            "kernel/drivers/virtio_blk.ko.xz: kernel/drivers/virtio.ko\nkernel/drivers/virtio.ko:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            rel.join("modules.builtin"),
+            "kernel/fs/ext4/ext4.ko\nkernel/fs/fat/vfat.ko\n",
+        )
+        .unwrap();
+        KernelSource {
+            release: Some("6.1.0-test".into()),
+            modules: Some(ModuleIndex::read(&rel).unwrap()),
+            config: Some(KernelConfig::parse("CONFIG_RD_ZSTD=y\nCONFIG_RD_GZIP=y\n")),
+            config_path: None,
+        }
+    }
+
+    fn spec(root: &Path) -> RamdiskSpec {
+        let image = root.join("balena.img.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&[0x5a; 100_000]).unwrap();
+        std::fs::write(&image, gz.finish().unwrap()).unwrap();
+        let config = root.join("config.json");
+        std::fs::write(&config, br#"{"deviceType":"raspberrypi4-64","apiKey":"k"}"#).unwrap();
+        RamdiskSpec {
+            arch: Arch::X86_64,
+            init: elf64(goblin::elf::header::EM_X86_64, None),
+            kernel: fake_kernel(root),
+            compression: None,
+            extra_modules: vec![],
+            image,
+            config: Some(config),
+            target: TargetDisk {
+                serial: Some("S1".into()),
+                wait_secs: 5,
+                ..Default::default()
+            },
+            boot: BootPlan {
+                strategy: BootStrategy::None,
+                disarm: vec![],
+            },
+            log: LogSettings::default(),
+            pretend: false,
+        }
+    }
+
+    #[test]
+    fn same_inputs_give_identical_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let s = spec(d.path());
+        build(&s, &d.path().join("a")).unwrap();
+        build(&s, &d.path().join("b")).unwrap();
+        for f in ["initramfs.img", "plan.json", "cmdline.txt"] {
+            assert_eq!(
+                std::fs::read(d.path().join("a").join(f)).unwrap(),
+                std::fs::read(d.path().join("b").join(f)).unwrap(),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn layout_plan_and_modules_are_as_designed() {
+        let d = tempfile::tempdir().unwrap();
+        let built = build(&spec(d.path()), &d.path().join("out")).unwrap();
+        let (segs, found) = read_segments(&built.initramfs, &mut |n| {
+            n == "plan.json" || n.starts_with("lib/modules/")
+        })
+        .unwrap();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(segs[0].compression, "zstd");
+        assert_eq!(segs[1].compression, "none");
+        let names0: Vec<&str> = segs[0].entries.iter().map(|e| e.name.as_str()).collect();
+        for want in [
+            "init",
+            "dev/console",
+            "plan.json",
+            "payload/config.json",
+            "lib/modules/virtio_blk.ko",
+        ] {
+            assert!(names0.contains(&want), "{want} missing from {names0:?}");
+        }
+        assert_eq!(
+            segs[1].entries.last().unwrap().name,
+            "payload/balena.img.gz"
+        );
+        // The xz module was unpacked (this kernel cannot load compressed modules).
+        let blk = found
+            .iter()
+            .find(|(n, _)| n == "lib/modules/virtio_blk.ko")
+            .unwrap();
+        assert_eq!(blk.1, b"virtio_blk module bytes");
+        // Load order: dependency first.
+        assert_eq!(
+            built.plan.modules,
+            ["/lib/modules/virtio.ko", "/lib/modules/virtio_blk.ko"]
+        );
+        let plan_text = &found
+            .iter()
+            .find(|(n, _)| n == PLAN_PATH.trim_start_matches('/'))
+            .unwrap()
+            .1;
+        let plan = Plan::from_json(std::str::from_utf8(plan_text).unwrap()).unwrap();
+        assert_eq!(plan, built.plan);
+        assert_eq!(plan.image().unwrap().compression, Compression::Gzip);
+        // Secrets stay out of the plan; the plan file is private.
+        assert!(!std::str::from_utf8(plan_text).unwrap().contains("apiKey"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.path().join("out/plan.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out/cmdline.txt"))
+                .unwrap()
+                .trim(),
+            BASE_CMDLINE
+        );
+    }
+
+    #[test]
+    fn gzip_only_kernels_get_gzip_and_raw_images_are_compressed() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = spec(d.path());
+        s.kernel.config = Some(KernelConfig::parse("CONFIG_RD_GZIP=y\n"));
+        s.image = d.path().join("raw.img");
+        std::fs::write(&s.image, vec![0u8; 4096]).unwrap();
+        let built = build(&s, &d.path().join("out")).unwrap();
+        let (segs, _) = read_segments(&built.initramfs, &mut |_| false).unwrap();
+        assert_eq!(
+            segs.len(),
+            1,
+            "a raw image travels in the compressed segment"
+        );
+        assert_eq!(segs[0].compression, "gzip");
+        assert!(segs[0]
+            .entries
+            .iter()
+            .any(|e| e.name == "payload/balena.img"));
+    }
+
+    #[test]
+    fn bad_inputs_fail_naming_them_and_leave_no_output() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let mut s = spec(d.path());
+        s.image = d.path().join("missing.img.gz");
+        let e = format!("{:#}", build(&s, &out).unwrap_err());
+        assert!(e.contains("missing.img.gz"), "{e}");
+        let s = spec(d.path());
+        std::fs::write(s.config.as_ref().unwrap(), b"[1,2]").unwrap();
+        let e = format!("{:#}", build(&s, &out).unwrap_err());
+        assert!(
+            e.contains("config.json") && e.contains("not a JSON object"),
+            "{e}"
+        );
+        let mut s = spec(d.path());
+        s.kernel.config = None;
+        let e = format!("{:#}", build(&s, &out).unwrap_err());
+        assert!(e.contains("--kernel-config"), "{e}");
+        let mut s = spec(d.path());
+        s.extra_modules = vec!["zfs".into()];
+        let e = format!("{:#}", build(&s, &out).unwrap_err());
+        assert!(e.contains("zfs"), "{e}");
+        assert!(!out.exists(), "a failed build created {}", out.display());
+    }
 }
