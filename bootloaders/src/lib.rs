@@ -6,6 +6,9 @@
 //! listed in [`StrategyKind`] and named on the command line by
 //! `--boot-via`.
 
+pub mod change;
+pub mod grub;
+
 use migrd_init::plan::BootStrategy;
 use std::fmt;
 use std::str::FromStr;
