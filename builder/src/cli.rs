@@ -17,6 +17,12 @@ pub struct Cli {
 /// Subcommands of `migrd`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Migrate this device to balenaOS: check, build the ramdisk, arm a one-shot boot, reboot.
+    Migrate(commands::migrate_args::MigrateArgs),
+    /// Show whether a migration is armed and what the last ramdisk run reported.
+    Status(commands::migrate::StateArgs),
+    /// Undo an armed migration: every file migrd changed gets its old bytes back.
+    Cancel(commands::migrate::StateArgs),
     /// Build a migration ramdisk offline, for a device type, with no device at hand.
     Build(commands::build::BuildArgs),
     /// Show the segments, entries and plan of a migrd initramfs.
@@ -31,6 +37,9 @@ impl Command {
     /// Run the chosen subcommand.
     pub fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Migrate(a) => commands::migrate::run(a),
+            Command::Status(a) => commands::migrate::status(a),
+            Command::Cancel(a) => commands::migrate::cancel(a),
             Command::Build(a) => commands::build::run(a),
             Command::Inspect(a) => commands::inspect::run(a),
             Command::Check(a) => commands::check::run(a),

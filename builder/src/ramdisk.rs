@@ -11,8 +11,8 @@ use crate::payload;
 use anyhow::{bail, Context, Result};
 use migrd_init::arch::Arch;
 use migrd_init::plan::{
-    BootPlan, Compression, LogSettings, PayloadFile, PayloadRole, Placement, Plan, TargetDisk,
-    PLAN_VERSION,
+    BootPlan, Compression, InjectTarget, Injection, LogSettings, PayloadFile, PayloadRole,
+    Placement, Plan, StatusLocation, TargetDisk, TestHooks, PLAN_VERSION,
 };
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -38,8 +38,9 @@ pub struct RamdiskSpec {
     pub extra_modules: Vec<String>,
     /// The balenaOS image.
     pub image: PathBuf,
-    /// config.json, if carried.
-    pub config: Option<PathBuf>,
+    /// Other files carried to the new OS (config.json, network profiles,
+    /// backup).
+    pub files: Vec<CarriedFile>,
     /// The disk stage 2 flashes.
     pub target: TargetDisk,
     /// How the boot is armed.
@@ -48,6 +49,57 @@ pub struct RamdiskSpec {
     pub log: LogSettings,
     /// Stop before the point of no return.
     pub pretend: bool,
+    /// Where stage 2 leaves its result for the old OS.
+    pub status: Option<StatusLocation>,
+    /// Lab-only hooks.
+    pub test: TestHooks,
+    /// Kernel arguments added after [`BASE_CMDLINE`] (the device's console).
+    pub cmdline_extra: String,
+}
+
+/// A file the ramdisk carries into the new OS.
+#[derive(Clone, Debug)]
+pub struct CarriedFile {
+    /// What it is.
+    pub role: PayloadRole,
+    /// File name under `/payload/` in the ramdisk.
+    pub name: String,
+    /// Content.
+    pub source: Source,
+    /// Partition, path and mode in the new OS.
+    pub inject: (InjectTarget, String, u32),
+    /// Already compressed (goes in the stored segment).
+    pub compressed: bool,
+}
+
+impl CarriedFile {
+    /// config.json from the operator, checked to be a JSON object, going to
+    /// the root of resin-boot, 0600 (it holds the API key).
+    pub fn config_json(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path)
+            .with_context(|| format!("reading config.json {}", path.display()))?;
+        Self::config_json_bytes(text, path)
+    }
+
+    /// Like [`CarriedFile::config_json`], from bytes already read (and
+    /// possibly rewritten, e.g. with the hostname).
+    pub fn config_json_bytes(text: Vec<u8>, path: &Path) -> Result<Self> {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&text).with_context(
+            || {
+                format!(
+                    "{} is not a JSON object: download config.json from the balena dashboard again",
+                    path.display()
+                )
+            },
+        )?;
+        Ok(CarriedFile {
+            role: PayloadRole::Config,
+            name: "config.json".into(),
+            source: Source::Bytes(text),
+            inject: (InjectTarget::ResinBoot, "config.json".into(), 0o600),
+            compressed: false,
+        })
+    }
 }
 
 /// What was built.
@@ -188,33 +240,47 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         sha256: img.sha256,
         compression: img.compression,
     });
-    if let Some(cfg) = &spec.config {
-        let text =
-            std::fs::read(cfg).with_context(|| format!("reading config.json {}", cfg.display()))?;
-        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&text).with_context(
-            || {
-                format!(
-                    "{} is not a JSON object: download config.json from the balena dashboard again",
-                    cfg.display()
-                )
+    let mut inject = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &spec.files {
+        if f.name.contains('/') || !seen.insert(f.name.clone()) {
+            bail!("carried file name '{}' is a path or used twice", f.name);
+        }
+        let path = format!("/payload/{}", f.name);
+        let (size, sha256) = match &f.source {
+            Source::Bytes(b) => (b.len() as u64, migrd_init::payload::sha256_hex(&b[..])?),
+            Source::File { path: p, .. } => {
+                let facts = payload::facts(p)?;
+                (facts.size, facts.sha256)
+            }
+        };
+        let node = Node::File {
+            perm: 0o600,
+            source: match &f.source {
+                Source::Bytes(b) => Source::Bytes(b.clone()),
+                Source::File { path: p, .. } => Source::File {
+                    path: p.clone(),
+                    size,
+                },
             },
-        )?;
-        let facts = payload::facts(cfg)?;
-        core.insert(
-            "payload/config.json",
-            Node::File {
-                perm: 0o600,
-                source: Source::Bytes(text),
-            },
-        )?;
+        };
+        if f.compressed {
+            stored.insert(&path, node)?;
+        } else {
+            core.insert(&path, node)?;
+        }
         files.push(PayloadFile {
-            role: PayloadRole::Config,
-            placement: Placement::Embedded {
-                path: "/payload/config.json".into(),
-            },
-            size: facts.size,
-            sha256: facts.sha256,
+            role: f.role,
+            placement: Placement::Embedded { path: path.clone() },
+            size,
+            sha256,
             compression: Compression::None,
+        });
+        inject.push(Injection {
+            source: path,
+            partition: f.inject.0,
+            path: f.inject.1.clone(),
+            mode: f.inject.2,
         });
     }
 
@@ -226,9 +292,11 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         payload: files,
         modules: closure.files.iter().map(|m| m.dest.clone()).collect(),
         boot: spec.boot.clone(),
-        inject: Vec::new(),
+        inject,
         log: spec.log.clone(),
         pretend: spec.pretend,
+        status: spec.status.clone(),
+        test: spec.test.clone(),
     };
     plan.validate()?;
     let plan_json = plan.to_json()?;
@@ -262,7 +330,9 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
     let size = f.metadata()?.len();
     std::fs::rename(&tmp, &final_path)?;
 
-    let cmdline = BASE_CMDLINE.to_string();
+    let cmdline = format!("{BASE_CMDLINE} {}", spec.cmdline_extra)
+        .trim()
+        .to_string();
     write_private(&out_dir.join("plan.json"), plan_json.as_bytes())?;
     std::fs::write(out_dir.join("cmdline.txt"), format!("{cmdline}\n"))?;
 
@@ -346,7 +416,7 @@ mod tests {
             compression: None,
             extra_modules: vec![],
             image,
-            config: Some(config),
+            files: vec![CarriedFile::config_json(&config).unwrap()],
             target: TargetDisk {
                 serial: Some("S1".into()),
                 wait_secs: 5,
@@ -358,6 +428,9 @@ mod tests {
             },
             log: LogSettings::default(),
             pretend: false,
+            status: None,
+            test: TestHooks::default(),
+            cmdline_extra: String::new(),
         }
     }
 
@@ -420,6 +493,15 @@ mod tests {
         let plan = Plan::from_json(std::str::from_utf8(plan_text).unwrap()).unwrap();
         assert_eq!(plan, built.plan);
         assert_eq!(plan.image().unwrap().compression, Compression::Gzip);
+        assert_eq!(
+            plan.inject,
+            [Injection {
+                source: "/payload/config.json".into(),
+                partition: InjectTarget::ResinBoot,
+                path: "config.json".into(),
+                mode: 0o600
+            }]
+        );
         // Secrets stay out of the plan; the plan file is private.
         assert!(!std::str::from_utf8(plan_text).unwrap().contains("apiKey"));
         use std::os::unix::fs::PermissionsExt;
@@ -465,9 +547,9 @@ mod tests {
         s.image = d.path().join("missing.img.gz");
         let e = format!("{:#}", build(&s, &out).unwrap_err());
         assert!(e.contains("missing.img.gz"), "{e}");
-        let s = spec(d.path());
-        std::fs::write(s.config.as_ref().unwrap(), b"[1,2]").unwrap();
-        let e = format!("{:#}", build(&s, &out).unwrap_err());
+        let bad = d.path().join("config.json");
+        std::fs::write(&bad, b"[1,2]").unwrap();
+        let e = format!("{:#}", CarriedFile::config_json(&bad).unwrap_err());
         assert!(
             e.contains("config.json") && e.contains("not a JSON object"),
             "{e}"

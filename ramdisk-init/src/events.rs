@@ -29,7 +29,17 @@ pub enum Step {
     LoadPayload,
     /// Payload hashes verified.
     Verify,
-    /// Everything up to the point of no return succeeded.
+    /// Writing starts: the old OS is gone after this.
+    PointOfNoReturn,
+    /// The image is written.
+    Flash,
+    /// The kernel re-read the new partition table.
+    RereadPartitions,
+    /// Config, networks, backup and log written into the new OS.
+    Inject,
+    /// The result was recorded for the old OS.
+    Status,
+    /// The run is over (successfully or not; see the status).
     Done,
     /// Leaving: power off or reboot.
     Exit,
@@ -47,6 +57,8 @@ pub enum Status {
     Skip,
     /// The step failed.
     Fail,
+    /// The step is under way (progress data).
+    Progress,
 }
 
 #[derive(Serialize)]

@@ -7,7 +7,13 @@
 
 pub mod arch;
 pub mod events;
+pub mod fsfile;
+pub mod fsprobe;
+pub mod inject;
+pub mod flash;
 pub mod live;
+pub mod oldos;
+pub mod partfind;
 pub mod partuuid;
 pub mod payload;
 pub mod plan;

@@ -1,8 +1,10 @@
 //! The real machine, as PID 1 sees it: early mounts, console, module
 //! loading with `finit_module`, power control.
 
+use crate::flash::{self, FileDevice, OpenMode};
+use crate::fsprobe::{self, FsInfo};
 use crate::plan::PLAN_PATH;
-use crate::system::{ModuleLoad, System};
+use crate::system::{FlashProgress, Flashed, ModuleLoad, System};
 use crate::target::{self, Disk, SysRoot};
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
@@ -94,6 +96,83 @@ impl System for LiveSystem {
 
     fn disks(&self) -> Result<Vec<Disk>, String> {
         target::scan(&SysRoot::live()).map_err(|e| format!("listing /sys/block: {e}"))
+    }
+
+    fn partitions(&self, disk: &str) -> Result<Vec<PathBuf>, String> {
+        let dir = Path::new("/sys/block").join(disk);
+        let rd = std::fs::read_dir(&dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+        let mut parts: Vec<(u32, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n: u32 = std::fs::read_to_string(e.path().join("partition"))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((n, Path::new("/dev").join(e.file_name())))
+            })
+            .collect();
+        parts.sort();
+        Ok(parts.into_iter().map(|(_, p)| p).collect())
+    }
+
+    fn fs_info(&self, dev: &Path) -> Option<FsInfo> {
+        let mut f = File::open(dev).ok()?;
+        fsprobe::probe(&mut f).ok().flatten()
+    }
+
+    fn mount(&mut self, dev: &Path, fstype: &str, at: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(at).map_err(|e| format!("creating {}: {e}", at.display()))?;
+        mount(
+            Some(dev),
+            at,
+            Some(fstype),
+            MsFlags::MS_NOATIME,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            format!(
+                "mounting {} ({fstype}) on {}: {e}",
+                dev.display(),
+                at.display()
+            )
+        })
+    }
+
+    fn umount(&mut self, at: &Path) -> Result<(), String> {
+        nix::unistd::sync();
+        nix::mount::umount(at).map_err(|e| format!("unmounting {}: {e}", at.display()))
+    }
+
+    fn flash(
+        &mut self,
+        image: &Path,
+        disk: &str,
+        progress: &mut dyn FnMut(FlashProgress),
+    ) -> Result<Flashed, String> {
+        let dev_path = Path::new("/dev").join(disk);
+        let mut dev = FileDevice::open(
+            &dev_path,
+            OpenMode {
+                create: false,
+                direct: true,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let opts = flash::Options::default();
+        let mut cb = |p: &flash::Progress| {
+            progress(FlashProgress {
+                written: p.bytes,
+                total: p.total,
+            });
+        };
+        let r = flash::write_image(image, &mut dev, &opts, &mut cb).map_err(|e| e.to_string())?;
+        Ok(Flashed {
+            bytes: r.bytes,
+            sha256: r.sha256,
+            verified: r.verified,
+            partitions_reread: r.partitions_reread,
+        })
     }
 
     fn payload_root(&self) -> &Path {

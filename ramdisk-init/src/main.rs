@@ -13,13 +13,23 @@ fn main() {
     let mut log = EventLog::new(std::io::stdout());
     let exit = run(&mut sys, &mut log);
     match exit {
-        Exit::PowerOff => {
-            log.note(Step::Exit, Status::Ok, "powering off");
-            leave(true)
+        Exit::Migrated => {
+            log.note(Step::Exit, Status::Ok, "rebooting into balenaOS");
+            leave(false)
         }
-        Exit::Fallback { .. } => {
+        Exit::PretendDone | Exit::Fallback { .. } => {
             log.note(Step::Exit, Status::Ok, "rebooting into the old OS");
             leave(false)
         }
+        Exit::FlashFailed { .. } => {
+            log.note(
+                Step::Exit,
+                Status::Fail,
+                "powering off: the disk holds no whole OS",
+            );
+            leave(true)
+        }
+        // Returning from PID 1 panics the kernel; `panic=` reboots it.
+        Exit::TestExit => {}
     }
 }

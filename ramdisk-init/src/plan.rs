@@ -43,6 +43,42 @@ pub struct Plan {
     /// Run every step up to the point of no return, then go back.
     #[serde(default)]
     pub pretend: bool,
+    /// Where stage 2 leaves its result for the old OS when it goes back
+    /// (fallback or pretend), read by `migrd status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusLocation>,
+    /// Hooks for the lab only; a production plan leaves them empty.
+    #[serde(default, skip_serializing_if = "TestHooks::is_empty")]
+    pub test: TestHooks,
+}
+
+/// A file on the old OS's filesystem where stage 2 writes its result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusLocation {
+    /// UUID of the filesystem (as blkid prints it).
+    pub fs_uuid: String,
+    /// Its type (`ext4`, `vfat`).
+    pub fstype: String,
+    /// Path of the status file relative to the filesystem root.
+    pub path: String,
+}
+
+/// Test-only behaviour, for lab scenarios that must prove the fallbacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestHooks {
+    /// Make PID 1 exit right after this step (e.g. `plan`), so the kernel
+    /// panics and `panic=` reboots: proves the panic path falls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_after: Option<String>,
+}
+
+impl TestHooks {
+    /// True when no hook is set.
+    pub fn is_empty(&self) -> bool {
+        self.exit_after.is_none()
+    }
 }
 
 /// How stage 2 finds the disk to flash. Device names (`/dev/sda`) move between
@@ -407,6 +443,8 @@ pub(crate) mod tests_support {
             inject: vec![],
             log: LogSettings::default(),
             pretend: false,
+            status: None,
+            test: TestHooks::default(),
         }
     }
 }

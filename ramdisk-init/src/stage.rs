@@ -1,14 +1,20 @@
 //! Stage 2 as an explicit state machine:
+//!
 //! `start → setup → plan → disarm → modules → find-target → load-payload →
-//! verify → done`. Each step emits events; the first failure stops the run
-//! and decides how to leave. Nothing here writes to any disk, so every
-//! failure is before the point of no return and leaves by rebooting into the
-//! old OS.
+//! verify → [pretend: back to the old OS] → point-of-no-return → flash →
+//! reread-partitions → inject → done`.
+//!
+//! Each step emits events. Before the point of no return the first failure
+//! records a status for the old OS and leaves by rebooting into it. After
+//! it, flashing is retried; injection failures are logged and the new OS
+//! boots anyway (it is whole: the flash engine verified it).
 
 use crate::events::{EventLog, Status, Step};
+use crate::inject;
+use crate::oldos::{self, Outcome};
 use crate::payload;
 use crate::plan::Plan;
-use crate::system::{ModuleLoad, System};
+use crate::system::{FlashProgress, ModuleLoad, System};
 use crate::target;
 use serde_json::json;
 use std::io::Write;
@@ -17,8 +23,10 @@ use std::time::{Duration, Instant};
 /// How PID 1 leaves after the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// All steps passed: power off (until flashing exists, this is the end).
-    PowerOff,
+    /// balenaOS is on the disk: reboot into it.
+    Migrated,
+    /// Pretend run passed: reboot into the old OS.
+    PretendDone,
     /// A step failed before the point of no return: reboot into the old OS.
     Fallback {
         /// The step that failed.
@@ -26,9 +34,25 @@ pub enum Exit {
         /// Why.
         reason: String,
     },
+    /// Flashing failed after the point of no return: the disk holds neither
+    /// OS whole, so power off instead of booting garbage.
+    FlashFailed {
+        /// Why.
+        reason: String,
+    },
+    /// Test hook: PID 1 exits, the kernel panics, `panic=` reboots.
+    TestExit,
 }
 
+/// Attempts at flashing before giving up.
+pub const FLASH_ATTEMPTS: u32 = 3;
+
 struct Failed(Step, String);
+
+enum Pre {
+    Continue(Plan, String),
+    Leave(Exit),
+}
 
 /// Run stage 2 against `sys`, logging to `log`.
 pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
@@ -37,23 +61,61 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
         Status::Begin,
         concat!("migrd-init ", env!("CARGO_PKG_VERSION")),
     );
-    match steps(sys, log) {
-        Ok(()) => {
-            log.note(
-                Step::Done,
-                Status::Ok,
-                "all steps before the point of no return passed",
-            );
-            Exit::PowerOff
-        }
+    let mut plan_seen: Option<Plan> = None;
+    match before_ponr(sys, log, &mut plan_seen) {
+        Ok(Pre::Leave(exit)) => exit,
+        Ok(Pre::Continue(plan, disk)) => after_ponr(sys, log, &plan, &disk),
         Err(Failed(step, reason)) => {
             log.note(step, Status::Fail, &reason);
+            if let Some(plan) = &plan_seen {
+                leave_word(sys, log, plan, Outcome::Fallback, step, &reason);
+            }
             Exit::Fallback { step, reason }
         }
     }
 }
 
-fn steps<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Result<(), Failed> {
+fn leave_word<S: System, W: Write>(
+    sys: &mut S,
+    log: &mut EventLog<W>,
+    plan: &Plan,
+    outcome: Outcome,
+    step: Step,
+    reason: &str,
+) {
+    let Some(at) = &plan.status else { return };
+    let step_name = serde_json::to_value(step)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    log.note(
+        Step::Status,
+        Status::Begin,
+        "recording the result for the old OS",
+    );
+    match oldos::record(sys, log, at, outcome, &step_name, reason) {
+        Ok(where_) => log.note(Step::Status, Status::Ok, &where_),
+        Err(e) => log.note(Step::Status, Status::Fail, &e),
+    }
+}
+
+fn hook<W: Write>(plan: &Plan, log: &mut EventLog<W>, step: &str) -> bool {
+    if plan.test.exit_after.as_deref() == Some(step) {
+        log.note(
+            Step::Exit,
+            Status::Ok,
+            &format!("test hook: exiting PID 1 after {step}"),
+        );
+        return true;
+    }
+    false
+}
+
+fn before_ponr<S: System, W: Write>(
+    sys: &mut S,
+    log: &mut EventLog<W>,
+    plan_seen: &mut Option<Plan>,
+) -> Result<Pre, Failed> {
     sys.setup().map_err(|e| Failed(Step::Setup, e))?;
     log.note(Step::Setup, Status::Ok, "devtmpfs, proc, sysfs mounted");
 
@@ -66,22 +128,26 @@ fn steps<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Result<(), 
         json!({"version": plan.version, "arch": plan.arch, "strategy": plan.boot.strategy,
                "payload_files": plan.payload.len(), "pretend": plan.pretend}),
     );
+    if hook(&plan, log, "plan") {
+        return Ok(Pre::Leave(Exit::TestExit));
+    }
 
-    if plan.boot.disarm.is_empty() {
-        log.note(
-            Step::Disarm,
-            Status::Skip,
-            "boot path clears itself; nothing to restore",
-        );
-    } else {
+    if !plan.boot.disarm.is_empty() {
         return Err(Failed(
             Step::Disarm,
             "this migrd-init cannot run disarm actions yet; rebuild with a newer migrd".into(),
         ));
     }
+    log.note(
+        Step::Disarm,
+        Status::Skip,
+        "boot path clears itself; nothing to restore",
+    );
 
     load_modules(sys, log, &plan.modules)?;
-    find_target(sys, log, &plan)?;
+    // From here on failures can be recorded on the old OS's filesystem.
+    *plan_seen = Some(plan.clone());
+    let disk = find_target(sys, log, &plan)?;
 
     let root = sys.payload_root().to_path_buf();
     for f in &plan.payload {
@@ -103,7 +169,130 @@ fn steps<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Result<(), 
             json!({"path": f.path(), "size": f.size, "sha256": f.sha256, "ms": t.elapsed().as_millis()}),
         );
     }
-    Ok(())
+    if hook(&plan, log, "verify") {
+        return Ok(Pre::Leave(Exit::TestExit));
+    }
+    if plan.pretend {
+        log.note(
+            Step::Done,
+            Status::Ok,
+            "pretend: every step before the point of no return passed; nothing written",
+        );
+        leave_word(
+            sys,
+            log,
+            &plan,
+            Outcome::PretendOk,
+            Step::Done,
+            "pretend run passed",
+        );
+        return Ok(Pre::Leave(Exit::PretendDone));
+    }
+    Ok(Pre::Continue(plan, disk))
+}
+
+fn after_ponr<S: System, W: Write>(
+    sys: &mut S,
+    log: &mut EventLog<W>,
+    plan: &Plan,
+    disk: &str,
+) -> Exit {
+    let Some(image) = plan.image() else {
+        log.note(
+            Step::Done,
+            Status::Ok,
+            "no image in the plan: nothing to flash",
+        );
+        return Exit::PretendDone;
+    };
+    log.note(
+        Step::PointOfNoReturn,
+        Status::Ok,
+        &format!(
+            "writing {} to /dev/{disk}; from here the old OS is gone",
+            image.path()
+        ),
+    );
+    let src = sys
+        .payload_root()
+        .join(image.path().trim_start_matches('/'));
+    let mut flashed = None;
+    for attempt in 1..=FLASH_ATTEMPTS {
+        log.emit(Step::Flash, Status::Begin, "", json!({"attempt": attempt}));
+        let mut last = Instant::now();
+        let res = {
+            let log = &mut *log;
+            let mut progress = |p: FlashProgress| {
+                if last.elapsed() >= Duration::from_secs(5) {
+                    last = Instant::now();
+                    log.emit(Step::Flash, Status::Progress, "", json!(p));
+                }
+            };
+            sys.flash(&src, disk, &mut progress)
+        };
+        match res {
+            Ok(f) => {
+                log.emit(
+                    Step::Flash,
+                    Status::Ok,
+                    "image written and read back",
+                    json!(f),
+                );
+                flashed = Some(f);
+                break;
+            }
+            Err(e) => log.emit(Step::Flash, Status::Fail, &e, json!({"attempt": attempt})),
+        }
+    }
+    let Some(flashed) = flashed else {
+        let reason =
+            format!("flashing failed {FLASH_ATTEMPTS} times; the device needs manual recovery");
+        log.note(Step::Done, Status::Fail, &reason);
+        return Exit::FlashFailed { reason };
+    };
+    log.note(
+        Step::RereadPartitions,
+        if flashed.partitions_reread {
+            Status::Ok
+        } else {
+            Status::Fail
+        },
+        if flashed.partitions_reread {
+            "kernel sees the new partition table"
+        } else {
+            "kernel kept the old table"
+        },
+    );
+    let mut last_err = None;
+    for attempt in 1..=3 {
+        let history = log.history.join("\n") + "\n";
+        match inject::run(
+            sys,
+            disk,
+            &plan.inject,
+            &[(inject::LOG_PATH.to_string(), history.into_bytes())],
+        ) {
+            Ok(done) => {
+                log.emit(Step::Inject, Status::Ok, "", json!({"written": done}));
+                last_err = None;
+                break;
+            }
+            Err(e) => {
+                log.emit(Step::Inject, Status::Fail, &e, json!({"attempt": attempt}));
+                last_err = Some(e);
+                sys.sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    match last_err {
+        None => log.note(Step::Done, Status::Ok, "balenaOS flashed and provisioned"),
+        Some(e) => log.note(
+            Step::Done,
+            Status::Fail,
+            &format!("balenaOS flashed but not provisioned: {e}"),
+        ),
+    }
+    Exit::Migrated
 }
 
 /// Load modules in plan order. A module that needs a not-yet-loaded
@@ -115,9 +304,7 @@ fn load_modules<S: System, W: Write>(
     modules: &[String],
 ) -> Result<(), Failed> {
     let mut pending: Vec<&String> = modules.iter().collect();
-    let mut loaded = Vec::new();
-    let mut already = Vec::new();
-    let mut no_device = Vec::new();
+    let (mut loaded, mut already, mut no_device) = (Vec::new(), Vec::new(), Vec::new());
     while !pending.is_empty() {
         let before = pending.len();
         let mut waiting = Vec::new();
@@ -163,7 +350,7 @@ fn find_target<S: System, W: Write>(
     sys: &mut S,
     log: &mut EventLog<W>,
     plan: &Plan,
-) -> Result<(), Failed> {
+) -> Result<String, Failed> {
     // Poll every 250 ms; counted in polls, not wall time, so the wait is
     // the plan's even when the clock is not trustworthy this early in boot.
     let polls = plan.target.wait_secs.saturating_mul(4);
@@ -180,198 +367,12 @@ fn find_target<S: System, W: Write>(
                     &format!("target is /dev/{}", d.name),
                     json!({"disk": d, "waited_ms": started.elapsed().as_millis()}),
                 );
-                return Ok(());
+                return Ok(d.name.clone());
             }
             Err(target::FindError::NotFound { .. }) if poll < polls => {
-                sys.sleep(Duration::from_millis(250));
+                sys.sleep(Duration::from_millis(250))
             }
             Err(e) => return Err(Failed(Step::FindTarget, e.to_string())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::{tests_support::sample_plan, PLAN_VERSION};
-    use crate::target::Disk;
-    use std::cell::Cell;
-    use std::path::{Path, PathBuf};
-
-    struct Fake {
-        plan: String,
-        root: PathBuf,
-        disks: Vec<Disk>,
-        appear_after: Cell<u32>,
-        needs: Vec<(&'static str, &'static str)>, // (module, dependency)
-        loaded: Vec<String>,
-    }
-
-    impl System for Fake {
-        fn setup(&mut self) -> Result<(), String> {
-            Ok(())
-        }
-        fn read_plan(&self) -> Result<String, String> {
-            Ok(self.plan.clone())
-        }
-        fn load_module(&mut self, path: &str) -> Result<ModuleLoad, String> {
-            let m = short(path);
-            if self.loaded.contains(&m) {
-                return Ok(ModuleLoad::AlreadyLoaded);
-            }
-            if m == "crct10dif_pclmul" {
-                return Ok(ModuleLoad::NoDevice);
-            }
-            for (mod_, dep) in &self.needs {
-                if *mod_ == m && !self.loaded.iter().any(|l| l == dep) {
-                    return Ok(ModuleLoad::NeedsDependency);
-                }
-            }
-            self.loaded.push(m);
-            Ok(ModuleLoad::Loaded)
-        }
-        fn disks(&self) -> Result<Vec<Disk>, String> {
-            let n = self.appear_after.get();
-            if n > 0 {
-                self.appear_after.set(n - 1);
-                return Ok(vec![]);
-            }
-            Ok(self.disks.clone())
-        }
-        fn payload_root(&self) -> &Path {
-            &self.root
-        }
-        fn sleep(&self, _d: Duration) {}
-    }
-
-    fn setup(content: &[u8]) -> (tempfile::TempDir, Fake) {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("payload")).unwrap();
-        std::fs::write(d.path().join("payload/balena.img.gz"), content).unwrap();
-        let mut plan = sample_plan();
-        plan.modules = vec![
-            "/lib/modules/virtio_blk.ko".into(),
-            "/lib/modules/virtio.ko".into(),
-        ];
-        let fake = Fake {
-            plan: plan.to_json().unwrap(),
-            root: d.path().to_path_buf(),
-            disks: vec![Disk {
-                name: "vda".into(),
-                serial: Some("DISK1".into()),
-                ..Default::default()
-            }],
-            appear_after: Cell::new(3),
-            needs: vec![("virtio_blk", "virtio")],
-            loaded: vec![],
-        };
-        (d, fake)
-    }
-
-    fn events(buf: &[u8]) -> Vec<serde_json::Value> {
-        String::from_utf8_lossy(buf)
-            .lines()
-            .map(|l| l.trim_matches('\r'))
-            .filter(|l| l.starts_with("{\"migrd\""))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn good_payload_runs_every_step_and_powers_off() {
-        let (_d, mut sys) = setup(b"abc");
-        let mut buf = Vec::new();
-        let exit = run(&mut sys, &mut EventLog::new(&mut buf));
-        assert_eq!(exit, Exit::PowerOff);
-        // The dependency was retried after the module that needed it.
-        assert_eq!(sys.loaded, ["virtio", "virtio_blk"]);
-        let ev = events(&buf);
-        let steps: Vec<&str> = ev.iter().map(|e| e["step"].as_str().unwrap()).collect();
-        assert_eq!(
-            steps,
-            [
-                "start",
-                "setup",
-                "plan",
-                "disarm",
-                "modules",
-                "find-target",
-                "load-payload",
-                "verify",
-                "done"
-            ]
-        );
-        assert_eq!(ev[5]["data"]["disk"]["name"], "vda");
-        // A module for absent hardware is noted, not fatal.
-        assert_eq!(ev[4]["data"]["no_device"], json!(["crct10dif_pclmul"]));
-    }
-
-    #[test]
-    fn flipped_byte_falls_back_at_verify() {
-        let (_d, mut sys) = setup(b"abd");
-        let mut buf = Vec::new();
-        match run(&mut sys, &mut EventLog::new(&mut buf)) {
-            Exit::Fallback {
-                step: Step::Verify,
-                reason,
-            } => assert!(reason.contains("sha256"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
-        let ev = events(&buf);
-        let last = ev.last().unwrap();
-        assert_eq!(
-            (last["step"].as_str(), last["status"].as_str()),
-            (Some("verify"), Some("fail"))
-        );
-    }
-
-    #[test]
-    fn short_payload_is_caught_before_hashing() {
-        let (_d, mut sys) = setup(b"ab");
-        let mut buf = Vec::new();
-        assert!(matches!(
-            run(&mut sys, &mut EventLog::new(&mut buf)),
-            Exit::Fallback {
-                step: Step::LoadPayload,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn missing_disk_and_bad_plans_fall_back() {
-        let (_d, mut sys) = setup(b"abc");
-        sys.disks[0].serial = Some("SOMETHING-ELSE".into());
-        let mut buf = Vec::new();
-        assert!(matches!(
-            run(&mut sys, &mut EventLog::new(&mut buf)),
-            Exit::Fallback {
-                step: Step::FindTarget,
-                ..
-            }
-        ));
-        sys.plan = sys
-            .plan
-            .replace(&format!("\"version\": {PLAN_VERSION}"), "\"version\": 77");
-        match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
-            Exit::Fallback {
-                step: Step::Plan,
-                reason,
-            } => assert!(reason.contains("77"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn unloadable_module_set_is_reported_by_name() {
-        let (_d, mut sys) = setup(b"abc");
-        sys.needs = vec![("virtio_blk", "virtio_ring")];
-        match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
-            Exit::Fallback {
-                step: Step::Modules,
-                reason,
-            } => assert!(reason.contains("virtio_blk"), "{reason}"),
-            other => panic!("{other:?}"),
         }
     }
 }

@@ -2,8 +2,10 @@
 //! machine in [`crate::stage`] is tested with a fake and runs for real as
 //! PID 1 with [`crate::live::LiveSystem`].
 
+use crate::fsprobe::FsInfo;
 use crate::target::Disk;
-use std::path::Path;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Result of asking the kernel to load one module.
@@ -21,6 +23,28 @@ pub enum ModuleLoad {
     NoDevice,
 }
 
+/// What a flash run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Flashed {
+    /// Decoded bytes written.
+    pub bytes: u64,
+    /// SHA-256 of the decoded image.
+    pub sha256: String,
+    /// Everything read back and compared.
+    pub verified: bool,
+    /// The kernel re-read the partition table.
+    pub partitions_reread: bool,
+}
+
+/// Flash progress, for events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlashProgress {
+    /// Decoded bytes written so far.
+    pub written: u64,
+    /// Total decoded bytes, when known.
+    pub total: Option<u64>,
+}
+
 /// The machine as stage 2 sees it.
 pub trait System {
     /// Mount devtmpfs, proc and sysfs and attach the console.
@@ -31,7 +55,22 @@ pub trait System {
     fn load_module(&mut self, path: &str) -> Result<ModuleLoad, String>;
     /// The whole disks present now.
     fn disks(&self) -> Result<Vec<Disk>, String>;
-    /// Where payload paths are rooted (`/` as PID 1).
+    /// Device nodes of the partitions of a disk, in partition order.
+    fn partitions(&self, disk: &str) -> Result<Vec<PathBuf>, String>;
+    /// The filesystem on a partition, if recognised.
+    fn fs_info(&self, dev: &Path) -> Option<FsInfo>;
+    /// Mount a filesystem read-write.
+    fn mount(&mut self, dev: &Path, fstype: &str, at: &Path) -> Result<(), String>;
+    /// Unmount it (after syncing).
+    fn umount(&mut self, at: &Path) -> Result<(), String>;
+    /// Write an image to a whole disk with the flash engine.
+    fn flash(
+        &mut self,
+        image: &Path,
+        disk: &str,
+        progress: &mut dyn FnMut(FlashProgress),
+    ) -> Result<Flashed, String>;
+    /// Where ramdisk paths are rooted (`/` as PID 1).
     fn payload_root(&self) -> &Path;
     /// Wait a little (for disks to appear).
     fn sleep(&self, d: Duration);

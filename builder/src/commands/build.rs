@@ -70,6 +70,10 @@ pub struct BuildArgs {
     /// Run every step up to the point of no return, then go back.
     #[arg(long)]
     pub pretend: bool,
+    /// Kernel arguments to add to the ramdisk's command line (the device's
+    /// console, e.g. "console=ttyS0,115200").
+    #[arg(long)]
+    pub cmdline_extra: Option<String>,
     /// Folder for initramfs.img, plan.json and cmdline.txt.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
@@ -140,7 +144,10 @@ pub fn run(a: BuildArgs) -> Result<()> {
         compression,
         extra_modules: a.modules.clone(),
         image: a.image.clone(),
-        config: a.config.clone(),
+        files: match &a.config {
+            Some(c) => vec![ramdisk::CarriedFile::config_json(c)?],
+            None => vec![],
+        },
         target,
         boot: BootPlan {
             strategy: BootStrategy::None,
@@ -148,6 +155,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         },
         log: LogSettings::default(),
         pretend: a.pretend,
+        status: None,
+        test: Default::default(),
+        cmdline_extra: a.cmdline_extra.clone().unwrap_or_default(),
     };
     let built = ramdisk::build(&spec, &a.output)?;
     let mut o = std::io::stdout().lock();

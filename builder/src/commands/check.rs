@@ -183,7 +183,8 @@ pub fn evaluate(root: &std::path::Path, a: &MigrateArgs) -> (Facts, Gathered, Ve
     (facts, g, results)
 }
 
-fn print_text(r: &Report) {
+/// Print a check report for people.
+pub fn print_text(r: &Report) {
     println!(
         "device: {} ({})",
         r.device.model.as_deref().unwrap_or("unknown"),
@@ -236,15 +237,27 @@ fn print_text(r: &Report) {
     }
 }
 
+/// Apply `--log-level` (it can only lower what the environment allows).
+pub fn apply_log_level(a: &MigrateArgs) {
+    log::set_max_level(a.log_level.filter());
+}
+
 /// Run `migrd check`.
 pub fn run(a: CheckArgs) -> anyhow::Result<()> {
+    apply_log_level(&a.migrate);
     let (facts, g, results) = evaluate(&a.root, &a.migrate);
     let failed = results.iter().filter(|r| r.status == Status::Fail).count();
     let r = report(&facts, &g, &a.migrate, results);
+    let json = serde_json::to_string_pretty(&r)?;
     if a.migrate.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        println!("{json}");
     } else {
         print_text(&r);
+    }
+    if let Some(f) = &a.migrate.log_file {
+        // The report holds no secrets; --log-file keeps it for the operator.
+        std::fs::write(f, format!("{json}\n"))
+            .map_err(|e| anyhow::anyhow!("--log-file {}: {e}", f.display()))?;
     }
     if failed > 0 {
         anyhow::bail!("{failed} check(s) failed; nothing was changed");

@@ -4,4 +4,5 @@ pub mod build;
 pub mod check;
 pub mod download;
 pub mod inspect;
+pub mod migrate;
 pub mod migrate_args;

@@ -1,0 +1,269 @@
+//! `migrd migrate`: probe, gather, check, plan, build the ramdisk, arm a
+//! one-shot boot through the undo journal, reboot.
+//!
+//! Nothing on the device changes before every check has passed and the
+//! operator (or `--no-ack`) agreed; every change after that is journaled.
+
+pub mod grub_facts;
+pub mod kernel;
+pub mod status;
+
+use crate::checks::{self, Status};
+use crate::commands::check::{apply_log_level, evaluate, print_text, report};
+use crate::commands::migrate_args::MigrateArgs;
+use crate::elf_check;
+use crate::init_binary;
+use crate::inputs::gather::ImageInput;
+use crate::journal::Journaled;
+use crate::kernel_source::KernelSource;
+use crate::ramdisk::{self, CarriedFile, RamdiskSpec};
+use anyhow::{bail, Context, Result};
+use migrd_bootloaders::grub::{self, ArmInputs};
+use migrd_bootloaders::StrategyKind;
+use migrd_init::plan::{
+    BootPlan, InjectTarget, LogSettings, PayloadRole, StatusLocation, TestHooks,
+};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Status file name in migrd's folder on /boot.
+pub const STATUS_FILE: &str = "status.json";
+
+/// Environment variable for lab-only plan hooks (`exit-after=plan`).
+pub const TEST_HOOK_ENV: &str = "MIGRD_TEST_HOOK";
+
+fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<StrategyKind> {
+    let k = match a.boot_via {
+        Some(k) => k,
+        None if facts.boot.grub.is_some() => StrategyKind::Grub,
+        None => bail!("no supported one-shot boot path found on this device; see `migrd check`"),
+    };
+    if k != StrategyKind::Grub {
+        bail!("--boot-via {k} is not available in this migrd yet; use --boot-via grub");
+    }
+    Ok(k)
+}
+
+fn confirm(summary: &str) -> Result<()> {
+    println!("{summary}");
+    if !std::io::stdin().is_terminal() {
+        bail!("not confirmed: stdin is not a terminal; pass --no-ack to migrate without asking");
+    }
+    print!("Type 'yes' to arm the migration: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "yes" {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
+fn test_hooks() -> TestHooks {
+    match std::env::var(TEST_HOOK_ENV) {
+        Ok(v) => TestHooks {
+            exit_after: v.strip_prefix("exit-after=").map(str::to_string),
+        },
+        Err(_) => TestHooks::default(),
+    }
+}
+
+/// Run `migrd migrate` on the live system.
+pub fn run(a: MigrateArgs) -> Result<()> {
+    run_at(Path::new("/"), a)
+}
+
+/// Run `migrd migrate` with every path under `root`.
+pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
+    apply_log_level(&a);
+    for n in a.ignored_notes() {
+        log::warn!("{n}");
+    }
+    let (facts, g, results) = evaluate(root, &a);
+    let failed = results.iter().filter(|r| r.status == Status::Fail).count();
+    let rep = report(&facts, &g, &a, results.clone());
+    print_text(&rep);
+    if failed > 0 || !checks::all_passed(&results) {
+        bail!("{failed} check(s) failed; nothing was changed");
+    }
+    let strategy = choose_strategy(&a, &facts)?;
+    let arch = facts
+        .arch
+        .context("this CPU architecture has no migrd stage 2")?;
+
+    let image = match &g.image {
+        ImageInput::Local(Ok(info)) => info.path.clone(),
+        ImageInput::Local(Err(e)) => bail!("image: {e}"),
+        ImageInput::Download(_) => {
+            let opts = crate::balena_api::download::Options::default();
+            crate::commands::download::download_image(&a, &opts)?
+        }
+    };
+    if a.download_only {
+        println!("downloaded {}", image.display());
+        return Ok(());
+    }
+
+    let mut files = Vec::new();
+    if let Some(cfg) = &g.config {
+        let mut cfg = cfg
+            .clone()
+            .map_err(|e| anyhow::anyhow!("config.json: {e}"))?;
+        if let Some(h) = &g.hostname {
+            cfg.set_hostname(h);
+        }
+        if let Some(dt) = &a.change_dt_to {
+            cfg.set_device_type(dt);
+        }
+        files.push(CarriedFile::config_json_bytes(
+            cfg.to_json().into_bytes(),
+            Path::new("config.json"),
+        )?);
+    }
+    if let Ok(nets) = &g.networks {
+        for (name, content) in nets.files() {
+            files.push(CarriedFile {
+                role: PayloadRole::Network,
+                name: format!("nm-{name}"),
+                source: crate::initramfs::Source::Bytes(content.into_bytes()),
+                inject: (
+                    InjectTarget::ResinBoot,
+                    format!("system-connections/{name}"),
+                    0o600,
+                ),
+                compressed: false,
+            });
+        }
+    }
+
+    let k = kernel::running(root)?;
+    let target_disk = facts
+        .disks
+        .root_disk()
+        .context("cannot tell which single disk holds /")?;
+    let mut target = target_disk.target();
+    target.wait_secs = 60;
+    let gf = grub_facts::from_probe(root, &facts)?;
+    grub::detect(&gf)?;
+    let boot_mount = facts
+        .disks
+        .boot
+        .as_ref()
+        .or(facts.disks.root.as_ref())
+        .context("no /boot")?;
+    let (boot_uuid, boot_fstype) = grub_facts::fs_uuid(root, boot_mount)?;
+
+    let work = root.join(a.work_dir.strip_prefix("/").unwrap_or(&a.work_dir));
+    std::fs::create_dir_all(&work)
+        .with_context(|| format!("creating work folder {}", work.display()))?;
+    let init = elf_check::check_init_file(&init_binary::locate(arch)?, arch)?;
+    let spec = RamdiskSpec {
+        arch,
+        init,
+        kernel: KernelSource::resolve(Some(&k.release), Some(&k.modules_dir), k.config.as_deref())?,
+        compression: None,
+        extra_modules: vec![],
+        image: image.clone(),
+        files,
+        target,
+        boot: BootPlan {
+            strategy: strategy.plan_strategy(),
+            disarm: vec![],
+        },
+        log: LogSettings::default(),
+        pretend: a.pretend,
+        status: Some(StatusLocation {
+            fs_uuid: boot_uuid,
+            fstype: boot_fstype,
+            path: format!("{}/{STATUS_FILE}", gf.files_dir_in_fs),
+        }),
+        test: test_hooks(),
+        cmdline_extra: k.consoles.join(" "),
+    };
+    let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
+
+    let summary = format!(
+        "\nmigrd will arm a one-shot boot ({strategy}) into a ramdisk that{} writes {} to /dev/{} ({} bytes; {}).\n\
+         Carried over: {}.\nA reset before the ramdisk writes the disk boots this OS again.",
+        if a.pretend { " checks everything but NOT" } else { "" },
+        image.display(),
+        target_disk.name,
+        target_disk.size_bytes,
+        migrd_init::target::describe(&built.plan.target),
+        if built.plan.inject.is_empty() {
+            "nothing".to_string()
+        } else {
+            built.plan.inject.iter().map(|i| format!("{}:{}", grub_label(i.partition), i.path)).collect::<Vec<_>>().join(", ")
+        }
+    );
+    if a.no_ack {
+        println!("{summary}");
+    } else {
+        confirm(&summary)?;
+    }
+
+    let custom_path = root
+        .join(gf.grub_dir.strip_prefix("/").unwrap_or(&gf.grub_dir))
+        .join("custom.cfg");
+    let env_path = root
+        .join(gf.grub_dir.strip_prefix("/").unwrap_or(&gf.grub_dir))
+        .join("grubenv");
+    let custom = std::fs::read_to_string(&custom_path).ok();
+    let env = std::fs::read(&env_path).ok();
+    let kernel_abs = PathBuf::from("/").join(k.image.strip_prefix(root).unwrap_or(&k.image));
+    let initrd_abs = PathBuf::from("/").join(
+        built
+            .initramfs
+            .strip_prefix(root)
+            .unwrap_or(&built.initramfs),
+    );
+    let changes = grub::arm(
+        &gf,
+        &ArmInputs {
+            kernel: &kernel_abs,
+            initramfs: &initrd_abs,
+            cmdline: &built.cmdline,
+            custom_cfg: custom.as_deref(),
+            grubenv: env.as_deref(),
+        },
+    )?;
+    let mut j = Journaled::begin(root)?;
+    for c in &changes {
+        if let Err(e) = j.apply(c) {
+            let undone = j.revert();
+            return Err(e.context(format!(
+                "arming failed; changes undone: {}",
+                match undone {
+                    Ok(v) => v.join(", "),
+                    Err(e2) => format!("UNDO FAILED TOO: {e2:#} — run `migrd cancel`"),
+                }
+            )));
+        }
+    }
+    println!("armed: next boot runs the migration ramdisk once (`migrd cancel` undoes this)");
+    if a.no_reboot {
+        println!("not rebooting (--no-reboot): reboot when ready");
+        return Ok(());
+    }
+    reboot()
+}
+
+fn grub_label(t: InjectTarget) -> &'static str {
+    migrd_init::inject::label(t)
+}
+
+fn reboot() -> Result<()> {
+    println!("rebooting");
+    for cmd in [["systemctl", "reboot"], ["reboot", ""]] {
+        let mut c = std::process::Command::new(cmd[0]);
+        if !cmd[1].is_empty() {
+            c.arg(cmd[1]);
+        }
+        if let Ok(st) = c.status() {
+            if st.success() {
+                return Ok(());
+            }
+        }
+    }
+    bail!("could not reboot (systemctl reboot and reboot failed); reboot the device yourself — the migration is armed")
+}

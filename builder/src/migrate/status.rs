@@ -1,0 +1,128 @@
+//! `migrd status` and `migrd cancel`: what the device's migration state is,
+//! and undoing an armed migration.
+
+use crate::journal::Journaled;
+use anyhow::Result;
+use migrd_bootloaders::grub::{env::GrubEnv, ENTRY_ID};
+use serde::Serialize;
+use std::path::Path;
+
+/// Where stage 2 leaves its result on a GRUB device.
+pub const STATUS_PATH: &str = "/boot/migrd/status.json";
+
+/// The migration state of a device.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct State {
+    /// A migration is armed (the undo journal exists).
+    pub armed: bool,
+    /// GRUB will boot the ramdisk next (`next_entry` set to migrd's entry).
+    pub next_boot_is_ramdisk: bool,
+    /// The result stage 2 left, if it came back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<serde_json::Value>,
+}
+
+fn under(root: &Path, p: &str) -> std::path::PathBuf {
+    root.join(p.trim_start_matches('/'))
+}
+
+/// Read the state under `root`.
+pub fn read(root: &Path) -> State {
+    let armed = Journaled::path(root).exists();
+    let next_boot_is_ramdisk = std::fs::read(under(root, "/boot/grub/grubenv"))
+        .ok()
+        .and_then(|b| GrubEnv::parse(&b).ok())
+        .is_some_and(|e| e.get("next_entry") == Some(ENTRY_ID));
+    let last_run = std::fs::read_to_string(under(root, STATUS_PATH))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    State {
+        armed,
+        next_boot_is_ramdisk,
+        last_run,
+    }
+}
+
+/// One paragraph for people.
+pub fn describe(s: &State) -> String {
+    let mut out = Vec::new();
+    match (&s.last_run, s.next_boot_is_ramdisk) {
+        (_, true) => out.push("armed: the next boot runs the migration ramdisk once".to_string()),
+        (Some(r), false) => {
+            let outcome = r["outcome"].as_str().unwrap_or("?");
+            let step = r["step"].as_str().unwrap_or("?");
+            let reason = r["reason"].as_str().unwrap_or("");
+            out.push(match outcome {
+                "pretend-ok" => "last run: pretend succeeded — every step before the point of no return passed; nothing was written".to_string(),
+                "fallback" => format!("last run: FAILED at step '{step}': {reason}; nothing was written to the disk, this OS was booted again"),
+                o => format!("last run: {o} at {step}: {reason}"),
+            });
+        }
+        (None, false) if s.armed => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
+        (None, false) => out.push("no migration armed on this device".to_string()),
+    }
+    if s.armed {
+        out.push("run `migrd cancel` to remove migrd's boot entry and files".to_string());
+    }
+    out.join("\n")
+}
+
+/// Undo an armed migration; keeps the last result as
+/// `/var/lib/migrd/last-status.json`.
+pub fn cancel(root: &Path) -> Result<Vec<String>> {
+    let j = Journaled::load(root)?;
+    let status = under(root, STATUS_PATH);
+    if let Ok(bytes) = std::fs::read(&status) {
+        let keep = under(root, "/var/lib/migrd/last-status.json");
+        std::fs::write(&keep, bytes)?;
+        std::fs::remove_file(&status)?;
+    }
+    j.revert()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use migrd_bootloaders::change::Change;
+
+    #[test]
+    fn states_read_and_described() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("boot/grub")).unwrap();
+        assert!(describe(&read(r)).contains("no migration armed"));
+        let mut env = GrubEnv::default();
+        env.set("next_entry", ENTRY_ID);
+        let mut j = Journaled::begin(r).unwrap();
+        j.apply(&Change::Write {
+            path: "/boot/grub/grubenv".into(),
+            bytes: env.to_block().unwrap(),
+            mode: 0o644,
+            in_place: true,
+        })
+        .unwrap();
+        j.apply(&Change::MkDir {
+            path: "/boot/migrd".into(),
+        })
+        .unwrap();
+        let s = read(r);
+        assert!(s.armed && s.next_boot_is_ramdisk);
+        assert!(describe(&s).contains("next boot runs"));
+        // GRUB cleared next_entry, stage 2 wrote its result.
+        env.set("next_entry", "");
+        std::fs::write(r.join("boot/grub/grubenv"), env.to_block().unwrap()).unwrap();
+        std::fs::write(r.join("boot/migrd/status.json"), r#"{"outcome":"fallback","step":"verify","reason":"payload file /payload/balena.img.gz has sha256 x"}"#).unwrap();
+        let text = describe(&read(r));
+        assert!(
+            text.contains("FAILED at step 'verify'")
+                && text.contains("sha256")
+                && text.contains("migrd cancel"),
+            "{text}"
+        );
+        let undone = cancel(r).unwrap();
+        assert!(!r.join("boot/migrd").exists(), "{undone:?}");
+        assert!(!r.join("boot/grub/grubenv").exists());
+        assert!(r.join("var/lib/migrd/last-status.json").exists());
+        assert!(describe(&read(r)).contains("no migration armed"));
+    }
+}

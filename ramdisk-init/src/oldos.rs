@@ -1,0 +1,63 @@
+//! Leaving word for the old OS: when stage 2 goes back (a failure before
+//! the point of no return, or a pretend run), it writes a status file onto
+//! the old OS's boot filesystem, where `migrd status` reads it.
+
+use crate::events::EventLog;
+use crate::fsfile::write_synced;
+use crate::partfind;
+use crate::plan::StatusLocation;
+use crate::system::System;
+use serde::Serialize;
+use std::io::Write;
+
+/// Outcome recorded for the old OS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A step failed; nothing was written to the target.
+    Fallback,
+    /// A pretend run passed every step up to the point of no return.
+    PretendOk,
+}
+
+#[derive(Serialize)]
+struct StatusFile<'a> {
+    migrd_status: u32,
+    outcome: Outcome,
+    step: &'a str,
+    reason: &'a str,
+    events: Vec<serde_json::Value>,
+}
+
+/// Write the status file. Errors are returned for the event log; they never
+/// stop the fallback.
+pub fn record<S: System, W: Write>(
+    sys: &mut S,
+    log: &EventLog<W>,
+    at: &StatusLocation,
+    outcome: Outcome,
+    step: &str,
+    reason: &str,
+) -> Result<String, String> {
+    let found = partfind::by_uuid(sys, &at.fs_uuid)?;
+    let mnt = sys.payload_root().join("mnt/oldos");
+    std::fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
+    sys.mount(&found.dev, &at.fstype, &mnt)?;
+    let body = StatusFile {
+        migrd_status: 1,
+        outcome,
+        step,
+        reason,
+        events: log
+            .history
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+    };
+    let text = serde_json::to_string_pretty(&body).map_err(|e| e.to_string());
+    let res = text.and_then(|t| write_synced(&mnt, &at.path, t.as_bytes(), 0o644));
+    let un = sys.umount(&mnt);
+    res?;
+    un?;
+    Ok(format!("{} on {}", at.path, found.dev.display()))
+}
