@@ -376,3 +376,7 @@ fn find_target<S: System, W: Write>(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod tests;

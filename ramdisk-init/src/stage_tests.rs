@@ -1,0 +1,385 @@
+//! The stage-2 state machine against a fake machine: disks, partitions and
+//! filesystems are folders and files in a temporary directory.
+
+use super::*;
+use crate::fsprobe::FsInfo;
+use crate::plan::tests_support::sample_plan;
+use crate::plan::{InjectTarget, Injection, PayloadRole, StatusLocation, TestHooks, PLAN_VERSION};
+use crate::system::Flashed;
+use crate::target::Disk;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+struct Fake {
+    plan: String,
+    root: PathBuf,
+    disks: Vec<Disk>,
+    appear_after: Cell<u32>,
+    needs: Vec<(&'static str, &'static str)>,
+    loaded: Vec<String>,
+    flashed: bool,
+    flash_failures: u32,
+    flash_calls: u32,
+}
+
+fn fs(fstype: &str, label: &str, uuid: &str) -> FsInfo {
+    FsInfo {
+        fstype: fstype.into(),
+        label: label.into(),
+        uuid: uuid.into(),
+    }
+}
+
+impl Fake {
+    fn table(&self) -> BTreeMap<PathBuf, FsInfo> {
+        let dev = self.root.join("dev");
+        let mut m = BTreeMap::new();
+        if self.flashed {
+            m.insert(dev.join("vda1"), fs("vfat", "resin-boot", "AAAA-0001"));
+            m.insert(dev.join("vda2"), fs("ext4", "resin-rootA", "r-a"));
+            m.insert(dev.join("vda6"), fs("ext4", "resin-data", "r-d"));
+        } else {
+            m.insert(dev.join("vda1"), fs("ext4", "", "old-boot-uuid"));
+        }
+        m
+    }
+
+    /// The folder standing for a filesystem's content.
+    fn fs_dir(&self, uuid: &str) -> PathBuf {
+        self.root.join("fs").join(uuid)
+    }
+}
+
+impl System for Fake {
+    fn setup(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn read_plan(&self) -> Result<String, String> {
+        Ok(self.plan.clone())
+    }
+    fn load_module(&mut self, path: &str) -> Result<ModuleLoad, String> {
+        let m = short(path);
+        if self.loaded.contains(&m) {
+            return Ok(ModuleLoad::AlreadyLoaded);
+        }
+        if m == "crct10dif_pclmul" {
+            return Ok(ModuleLoad::NoDevice);
+        }
+        for (mod_, dep) in &self.needs {
+            if *mod_ == m && !self.loaded.iter().any(|l| l == dep) {
+                return Ok(ModuleLoad::NeedsDependency);
+            }
+        }
+        self.loaded.push(m);
+        Ok(ModuleLoad::Loaded)
+    }
+    fn disks(&self) -> Result<Vec<Disk>, String> {
+        let n = self.appear_after.get();
+        if n > 0 {
+            self.appear_after.set(n - 1);
+            return Ok(vec![]);
+        }
+        Ok(self.disks.clone())
+    }
+    fn partitions(&self, disk: &str) -> Result<Vec<PathBuf>, String> {
+        assert_eq!(disk, "vda");
+        Ok(self.table().into_keys().collect())
+    }
+    fn fs_info(&self, dev: &Path) -> Option<FsInfo> {
+        self.table().get(dev).cloned()
+    }
+    fn mount(&mut self, dev: &Path, fstype: &str, at: &Path) -> Result<(), String> {
+        let info = self.fs_info(dev).ok_or("no fs")?;
+        assert_eq!(info.fstype, fstype, "mounted with the wrong type");
+        let dir = self.fs_dir(&info.uuid);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir(at);
+        std::os::unix::fs::symlink(&dir, at).map_err(|e| e.to_string())
+    }
+    fn umount(&mut self, at: &Path) -> Result<(), String> {
+        std::fs::remove_file(at).map_err(|e| format!("umount {}: {e}", at.display()))
+    }
+    fn flash(
+        &mut self,
+        image: &Path,
+        disk: &str,
+        progress: &mut dyn FnMut(FlashProgress),
+    ) -> Result<Flashed, String> {
+        self.flash_calls += 1;
+        assert_eq!(disk, "vda");
+        assert!(image.is_file(), "{}", image.display());
+        if self.flash_calls <= self.flash_failures {
+            return Err(format!("write error at attempt {}", self.flash_calls));
+        }
+        progress(FlashProgress {
+            written: 3,
+            total: Some(3),
+        });
+        self.flashed = true;
+        Ok(Flashed {
+            bytes: 3,
+            sha256: "x".into(),
+            verified: true,
+            partitions_reread: true,
+        })
+    }
+    fn payload_root(&self) -> &Path {
+        &self.root
+    }
+    fn sleep(&self, _d: Duration) {}
+}
+
+fn setup(content: &[u8], tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, Fake) {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("payload")).unwrap();
+    std::fs::write(d.path().join("payload/balena.img.gz"), content).unwrap();
+    std::fs::write(
+        d.path().join("payload/config.json"),
+        br#"{"apiKey":"s3cret"}"#,
+    )
+    .unwrap();
+    let mut plan = sample_plan();
+    plan.modules = vec![
+        "/lib/modules/virtio_blk.ko".into(),
+        "/lib/modules/crct10dif_pclmul.ko".into(),
+        "/lib/modules/virtio.ko".into(),
+    ];
+    plan.payload.push(crate::plan::PayloadFile {
+        role: PayloadRole::Config,
+        placement: crate::plan::Placement::Embedded {
+            path: "/payload/config.json".into(),
+        },
+        size: 19,
+        sha256: crate::payload::sha256_hex(&br#"{"apiKey":"s3cret"}"#[..]).unwrap(),
+        compression: crate::plan::Compression::None,
+    });
+    plan.inject = vec![Injection {
+        source: "/payload/config.json".into(),
+        partition: InjectTarget::ResinBoot,
+        path: "config.json".into(),
+        mode: 0o600,
+    }];
+    plan.status = Some(StatusLocation {
+        fs_uuid: "old-boot-uuid".into(),
+        fstype: "ext4".into(),
+        path: "/boot/migrd/status.json".into(),
+    });
+    tweak(&mut plan);
+    let fake = Fake {
+        plan: plan.to_json().unwrap(),
+        root: d.path().to_path_buf(),
+        disks: vec![Disk {
+            name: "vda".into(),
+            serial: Some("DISK1".into()),
+            ..Default::default()
+        }],
+        appear_after: Cell::new(3),
+        needs: vec![("virtio_blk", "virtio")],
+        loaded: vec![],
+        flashed: false,
+        flash_failures: 0,
+        flash_calls: 0,
+    };
+    (d, fake)
+}
+
+fn events(buf: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(buf)
+        .lines()
+        .map(|l| l.trim_matches('\r'))
+        .filter(|l| l.starts_with("{\"migrd\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn steps(ev: &[serde_json::Value]) -> Vec<String> {
+    ev.iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["step"].as_str().unwrap(),
+                e["status"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn status_file(sys: &Fake) -> serde_json::Value {
+    let p = sys.fs_dir("old-boot-uuid").join("boot/migrd/status.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_good_payload_is_flashed_then_config_and_log_injected() {
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    let mut buf = Vec::new();
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    assert_eq!(exit, Exit::Migrated);
+    assert_eq!(
+        sys.loaded,
+        ["virtio", "virtio_blk"],
+        "dependency retried first"
+    );
+    let ev = events(&buf);
+    assert_eq!(
+        steps(&ev),
+        [
+            "start/begin",
+            "setup/ok",
+            "plan/ok",
+            "disarm/skip",
+            "modules/ok",
+            "find-target/ok",
+            "load-payload/ok",
+            "verify/ok",
+            "verify/ok",
+            "point-of-no-return/ok",
+            "flash/begin",
+            "flash/ok",
+            "reread-partitions/ok",
+            "inject/ok",
+            "done/ok"
+        ]
+    );
+    assert_eq!(ev[4]["data"]["no_device"], json!(["crct10dif_pclmul"]));
+    let boot = sys.fs_dir("AAAA-0001");
+    let cfg = boot.join("config.json");
+    assert_eq!(std::fs::read(&cfg).unwrap(), br#"{"apiKey":"s3cret"}"#);
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let log = std::fs::read_to_string(sys.fs_dir("r-d").join(crate::inject::LOG_PATH)).unwrap();
+    assert!(
+        log.contains("\"point-of-no-return\"") && log.contains("\"flash\""),
+        "{log}"
+    );
+    assert!(!log.contains("s3cret"), "the API key leaked into the log");
+    assert!(!String::from_utf8_lossy(&buf).contains("s3cret"));
+    // Nothing written to the old OS: success leaves no status there.
+    assert!(!sys
+        .fs_dir("old-boot-uuid")
+        .join("boot/migrd/status.json")
+        .exists());
+}
+
+#[test]
+fn a_flipped_byte_falls_back_before_writing_and_says_why_to_the_old_os() {
+    let (_d, mut sys) = setup(b"abd", |_| {});
+    let mut buf = Vec::new();
+    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+        Exit::Fallback {
+            step: Step::Verify,
+            reason,
+        } => assert!(reason.contains("sha256"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        sys.flash_calls, 0,
+        "nothing may be written after a failed verify"
+    );
+    let st = status_file(&sys);
+    assert_eq!(
+        (st["outcome"].as_str(), st["step"].as_str()),
+        (Some("fallback"), Some("verify"))
+    );
+    assert!(st["reason"]
+        .as_str()
+        .unwrap()
+        .contains("/payload/balena.img.gz"));
+    assert!(steps(&events(&buf)).contains(&"status/ok".to_string()));
+}
+
+#[test]
+fn pretend_runs_up_to_the_point_of_no_return_and_goes_back() {
+    let (_d, mut sys) = setup(b"abc", |p| p.pretend = true);
+    let mut buf = Vec::new();
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf)),
+        Exit::PretendDone
+    );
+    assert_eq!(sys.flash_calls, 0);
+    assert_eq!(status_file(&sys)["outcome"], "pretend-ok");
+    assert!(!steps(&events(&buf))
+        .iter()
+        .any(|s| s.starts_with("point-of-no-return")));
+}
+
+#[test]
+fn flashing_is_retried_and_gives_up_without_booting_garbage() {
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.flash_failures = FLASH_ATTEMPTS - 1;
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        Exit::Migrated
+    );
+    assert_eq!(sys.flash_calls, FLASH_ATTEMPTS);
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.flash_failures = FLASH_ATTEMPTS;
+    assert!(matches!(
+        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        Exit::FlashFailed { .. }
+    ));
+}
+
+#[test]
+fn the_test_hook_exits_pid_one_after_the_named_step() {
+    let (_d, mut sys) = setup(b"abc", |p| {
+        p.test = TestHooks {
+            exit_after: Some("plan".into()),
+        }
+    });
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        Exit::TestExit
+    );
+    assert!(sys.loaded.is_empty());
+}
+
+#[test]
+fn short_payload_missing_disk_and_bad_plans_fall_back() {
+    let (_d, mut sys) = setup(b"ab", |_| {});
+    assert!(matches!(
+        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        Exit::Fallback {
+            step: Step::LoadPayload,
+            ..
+        }
+    ));
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.disks[0].serial = Some("SOMETHING-ELSE".into());
+    let mut buf = Vec::new();
+    assert!(matches!(
+        run(&mut sys, &mut EventLog::new(&mut buf)),
+        Exit::Fallback {
+            step: Step::FindTarget,
+            ..
+        }
+    ));
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.plan = sys
+        .plan
+        .replace(&format!("\"version\": {PLAN_VERSION}"), "\"version\": 77");
+    match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+        Exit::Fallback {
+            step: Step::Plan,
+            reason,
+        } => assert!(reason.contains("77"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unloadable_module_set_is_reported_by_name() {
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.needs = vec![("virtio_blk", "virtio_ring")];
+    match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+        Exit::Fallback {
+            step: Step::Modules,
+            reason,
+        } => assert!(reason.contains("virtio_blk"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
