@@ -1,6 +1,8 @@
 //! `migrd check --root FIXTURE --json` on every fixture tree, and one test
 //! per takeover flag showing its effect.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use serde_json::Value;
@@ -15,21 +17,40 @@ fn check(root: &Path, args: &[&str]) -> (bool, Value, String) {
     let out = c.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    let v: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
     (out.status.success(), v, stdout + &stderr)
 }
 
 fn offline(name: &str) -> Vec<String> {
     let cfg = fixture(name).join("config.json");
-    vec!["-c".into(), cfg.display().to_string(), "--no-api-check".into(), "--no-vpn-check".into()]
+    vec![
+        "-c".into(),
+        cfg.display().to_string(),
+        "--no-api-check".into(),
+        "--no-vpn-check".into(),
+    ]
 }
 
 fn status<'a>(v: &'a Value, name: &str) -> &'a str {
-    v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).and_then(|c| c["status"].as_str()).unwrap_or("missing")
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("missing")
 }
 
 fn message(v: &Value, name: &str) -> String {
-    v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).and_then(|c| c["message"].as_str()).unwrap_or("").to_string()
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn run(name: &str, extra: &[&str]) -> (bool, Value, String) {
@@ -55,9 +76,16 @@ fn raspberry_pi_4_bookworm() {
     assert_eq!(wifi["ssid"], "Shop Floor");
     assert_eq!(wifi["security"], "wpa-psk");
     assert_eq!(wifi["id"], "migrd-wifi-01");
-    assert!(nets.iter().any(|n| n["kind"] == "ethernet" && n["migrated"] == true));
-    assert!(nets.iter().any(|n| n["kind"] == "other" && n["migrated"] == false));
-    assert!(!out.contains("fixture-psk") && !out.contains("FIXTUREKEY"), "no secrets in output");
+    assert!(nets
+        .iter()
+        .any(|n| n["kind"] == "ethernet" && n["migrated"] == true));
+    assert!(nets
+        .iter()
+        .any(|n| n["kind"] == "other" && n["migrated"] == false));
+    assert!(
+        !out.contains("fixture-psk") && !out.contains("FIXTUREKEY"),
+        "no secrets in output"
+    );
 }
 
 #[test]
@@ -68,8 +96,17 @@ fn raspberry_pi_3b_plus_bookworm_32bit_migrates_all_wifis() {
     assert_eq!(v["os"]["id"], "raspbian");
     assert_eq!(v["boot"]["strategy"], "rpi-config");
     assert_eq!(status(&v, "boot-strategy"), "warn");
-    let ids: Vec<&str> = v["networks"].as_array().unwrap().iter().filter_map(|n| n["id"].as_str()).collect();
-    assert_eq!(ids, ["migrd-wifi-01", "migrd-wifi-02"], "both Wi-Fis, unlike takeover");
+    let ids: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["migrd-wifi-01", "migrd-wifi-02"],
+        "both Wi-Fis, unlike takeover"
+    );
 }
 
 #[test]
@@ -78,7 +115,11 @@ fn raspbian_buster_pi3_wpa_supplicant() {
     assert!(ok, "{out}");
     assert_eq!(v["os"]["version_id"], "10");
     let nets = v["networks"].as_array().unwrap();
-    let ssids: Vec<&str> = nets.iter().filter(|n| n["migrated"] == true).filter_map(|n| n["ssid"].as_str()).collect();
+    let ssids: Vec<&str> = nets
+        .iter()
+        .filter(|n| n["migrated"] == true)
+        .filter_map(|n| n["ssid"].as_str())
+        .collect();
     assert_eq!(ssids, ["Warehouse North", "Warehouse-South", "Guest"]);
     let corp = nets.iter().find(|n| n["ssid"] == "Corp").unwrap();
     assert_eq!(corp["security"], "eap");
@@ -93,11 +134,25 @@ fn ubuntu_uefi_root_on_lvm() {
     assert_eq!(v["boot"]["firmware"], "uefi");
     assert_eq!(v["boot"]["secure_boot"], false);
     assert_eq!(v["boot"]["strategy"], "efi");
-    let layers: Vec<&str> = v["disks"]["root"]["layers"].as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
-    assert_eq!(layers, ["lvm", "partition", "disk"], "takeover #106: root on dm");
+    let layers: Vec<&str> = v["disks"]["root"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        ["lvm", "partition", "disk"],
+        "takeover #106: root on dm"
+    );
     assert_eq!(v["disks"]["target"]["name"], "nvme0n1");
     assert_eq!(v["disks"]["target"]["serial"], "S4EWNX0R123456");
-    let grub = v["boot"]["strategies"].as_array().unwrap().iter().find(|s| s["strategy"] == "grub").unwrap();
+    let grub = v["boot"]["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == "grub")
+        .unwrap();
     assert_eq!(grub["usable"], true, "/boot is a plain ext4 partition");
     assert_eq!(status(&v, "network"), "pass", "wired default route");
 }
@@ -117,7 +172,12 @@ fn beaglebone_connman_and_uboot() {
     assert_eq!(v["device"]["slugs"][0], "beaglebone-black");
     assert_eq!(v["boot"]["firmware"], "uboot");
     assert_eq!(v["boot"]["strategy"], "uboot");
-    let kinds: Vec<&str> = v["networks"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["ethernet", "wifi"]);
 }
 
@@ -125,13 +185,24 @@ fn beaglebone_connman_and_uboot() {
 
 #[test]
 fn flag_c_config_missing_or_bad() {
-    let (ok, v, _) = check(&fixture("rpi4-bookworm"), &["--no-api-check", "--no-vpn-check"]);
+    let (ok, v, _) = check(
+        &fixture("rpi4-bookworm"),
+        &["--no-api-check", "--no-vpn-check"],
+    );
     assert!(!ok);
     assert_eq!(status(&v, "config"), "fail");
     let d = tempfile::tempdir().unwrap();
     let bad = d.path().join("c.json");
     std::fs::write(&bad, "{\"deviceType\":\"raspberrypi4-64\"}").unwrap();
-    let (ok, v, _) = check(&fixture("rpi4-bookworm"), &["-c", bad.to_str().unwrap(), "--no-api-check", "--no-vpn-check"]);
+    let (ok, v, _) = check(
+        &fixture("rpi4-bookworm"),
+        &[
+            "-c",
+            bad.to_str().unwrap(),
+            "--no-api-check",
+            "--no-vpn-check",
+        ],
+    );
     assert!(!ok);
     assert!(message(&v, "config").contains("applicationId is missing"));
 }
@@ -140,9 +211,18 @@ fn flag_c_config_missing_or_bad() {
 fn flag_no_os_check() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("etc")).unwrap();
-    std::fs::write(d.path().join("etc/os-release"), "ID=arch\nPRETTY_NAME=\"Arch Linux\"\n").unwrap();
+    std::fs::write(
+        d.path().join("etc/os-release"),
+        "ID=arch\nPRETTY_NAME=\"Arch Linux\"\n",
+    )
+    .unwrap();
     let cfg = fixture("rpi4-bookworm").join("config.json");
-    let base = ["-c", cfg.to_str().unwrap(), "--no-api-check", "--no-vpn-check"];
+    let base = [
+        "-c",
+        cfg.to_str().unwrap(),
+        "--no-api-check",
+        "--no-vpn-check",
+    ];
     let (_, v, _) = check(d.path(), &base);
     assert_eq!(status(&v, "os"), "fail");
     let mut a = base.to_vec();
@@ -155,17 +235,36 @@ fn flag_no_os_check() {
 fn flag_no_dt_check_and_change_dt_to() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("config.json");
-    std::fs::write(&cfg, std::fs::read_to_string(fixture("rpi4-bookworm").join("config.json")).unwrap().replace("raspberrypi4-64", "raspberrypi3")).unwrap();
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(fixture("rpi4-bookworm").join("config.json"))
+            .unwrap()
+            .replace("raspberrypi4-64", "raspberrypi3"),
+    )
+    .unwrap();
     let c = cfg.to_str().unwrap();
     let root = fixture("rpi4-bookworm");
     let (ok, v, _) = check(&root, &["-c", c, "--no-api-check", "--no-vpn-check"]);
     assert!(!ok);
     assert_eq!(status(&v, "device-type"), "fail");
     assert!(message(&v, "device-type").contains("raspberrypi4-64"));
-    let (ok, v, _) = check(&root, &["-c", c, "--no-api-check", "--no-vpn-check", "--no-dt-check"]);
+    let (ok, v, _) = check(
+        &root,
+        &["-c", c, "--no-api-check", "--no-vpn-check", "--no-dt-check"],
+    );
     assert!(ok);
     assert_eq!(status(&v, "device-type"), "skip");
-    let (ok, v, _) = check(&root, &["-c", c, "--no-api-check", "--no-vpn-check", "--change-dt-to", "raspberrypi4-64"]);
+    let (ok, v, _) = check(
+        &root,
+        &[
+            "-c",
+            c,
+            "--no-api-check",
+            "--no-vpn-check",
+            "--change-dt-to",
+            "raspberrypi4-64",
+        ],
+    );
     assert!(ok);
     assert_eq!(v["target_device_type"], "raspberrypi4-64");
     assert_eq!(v["config"]["device_type"], "raspberrypi4-64");
@@ -176,7 +275,11 @@ fn flags_api_vpn_and_check_timeout() {
     let e = Emulator::start(Behaviour::default());
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("config.json");
-    std::fs::write(&cfg, e.config_json("raspberrypi4-64", "FIXTUREKEYdoNotUse0123456789")).unwrap();
+    std::fs::write(
+        &cfg,
+        e.config_json("raspberrypi4-64", "FIXTUREKEYdoNotUse0123456789"),
+    )
+    .unwrap();
     let root = fixture("rpi4-bookworm");
     let c = cfg.to_str().unwrap();
     let (ok, v, out) = check(&root, &["-c", c, "--check-timeout", "2"]);
@@ -189,14 +292,31 @@ fn flags_api_vpn_and_check_timeout() {
     assert!(message(&v, "version").contains("5.1.20+rev3"));
     // Nothing listens here: the checks fail, within the timeout.
     let dead = d.path().join("dead.json");
-    std::fs::write(&dead, e.config_json("raspberrypi4-64", "k").replace(&e.url, "http://127.0.0.1:9").replace(&format!(":{}", e.vpn_port), ":9")).unwrap();
+    std::fs::write(
+        &dead,
+        e.config_json("raspberrypi4-64", "k")
+            .replace(&e.url, "http://127.0.0.1:9")
+            .replace(&format!(":{}", e.vpn_port), ":9"),
+    )
+    .unwrap();
     let t = std::time::Instant::now();
-    let (ok, v, _) = check(&root, &["-c", dead.to_str().unwrap(), "--check-timeout", "1"]);
+    let (ok, v, _) = check(
+        &root,
+        &["-c", dead.to_str().unwrap(), "--check-timeout", "1"],
+    );
     assert!(!ok && t.elapsed().as_secs() < 20);
     assert_eq!(status(&v, "api"), "fail");
     assert_eq!(status(&v, "vpn"), "fail");
     assert!(message(&v, "vpn").contains("1s"));
-    let (_, v, _) = check(&root, &["-c", dead.to_str().unwrap(), "--no-api-check", "--no-vpn-check"]);
+    let (_, v, _) = check(
+        &root,
+        &[
+            "-c",
+            dead.to_str().unwrap(),
+            "--no-api-check",
+            "--no-vpn-check",
+        ],
+    );
     assert_eq!(status(&v, "api"), "skip");
     assert_eq!(status(&v, "vpn"), "skip");
     // A revoked key: the API check passes (/ping is public) but listing versions fails, naming the key.
@@ -216,11 +336,23 @@ fn flag_no_nwmgr_check_and_network_selection() {
     assert_eq!(status(&v, "network"), "warn");
     // --no-wifis: the Wi-Fi is not migrated, the static Ethernet still is.
     let (_, v, _) = run("rpi4-bookworm", &["--no-wifis"]);
-    let wifi = v["networks"].as_array().unwrap().iter().find(|n| n["kind"] == "wifi").unwrap().clone();
+    let wifi = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "wifi")
+        .unwrap()
+        .clone();
     assert_eq!(wifi["migrated"], false);
     // --wifi SSID: only that one.
     let (_, v, _) = run("rpi3-buster", &["--wifi", "Guest"]);
-    let m: Vec<&str> = v["networks"].as_array().unwrap().iter().filter(|n| n["migrated"] == true).filter_map(|n| n["ssid"].as_str()).collect();
+    let m: Vec<&str> = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["migrated"] == true)
+        .filter_map(|n| n["ssid"].as_str())
+        .collect();
     assert_eq!(m, ["Guest"]);
     // --nwmgr-cfg FILE (repeatable) makes the network check pass.
     let d = tempfile::tempdir().unwrap();
@@ -239,7 +371,12 @@ fn flag_no_nwmgr_check_and_network_selection() {
 #[test]
 fn flags_log_to_and_flash_to() {
     let (_, v, _) = run("debian12-bios", &["--no-nwmgr-check", "-l", "/dev/sdb1"]);
-    assert_eq!(status(&v, "log-device"), "pass", "{}", message(&v, "log-device"));
+    assert_eq!(
+        status(&v, "log-device"),
+        "pass",
+        "{}",
+        message(&v, "log-device")
+    );
     assert!(message(&v, "log-device").contains("vfat"));
     let (ok, v, _) = run("debian12-bios", &["--no-nwmgr-check", "-l", "/dev/sda1"]);
     assert!(!ok);
@@ -262,7 +399,10 @@ fn flag_boot_via() {
     let (ok, v, _) = run("ubuntu2204-uefi-lvm", &["--boot-via", "rpi-tryboot"]);
     assert!(!ok);
     assert!(message(&v, "boot-strategy").contains("not a Raspberry Pi"));
-    let out = migrd().args(["check", "--boot-via", "lilo"]).output().unwrap();
+    let out = migrd()
+        .args(["check", "--boot-via", "lilo"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lilo"));
 }
@@ -279,12 +419,28 @@ fn flag_image_checks_the_local_image() {
     assert_eq!(status(&v, "memory"), "pass");
     assert_eq!(status(&v, "version"), "skip");
     let x86 = d.path().join("x86.img.gz");
-    std::fs::write(&x86, image::gz(&image::Spec { slug: "generic-amd64", arch: "amd64", ..Default::default() })).unwrap();
+    std::fs::write(
+        &x86,
+        image::gz(&image::Spec {
+            slug: "generic-amd64",
+            arch: "amd64",
+            ..Default::default()
+        }),
+    )
+    .unwrap();
     let (ok, v, _) = run("rpi4-bookworm", &["-i", x86.to_str().unwrap()]);
     assert!(!ok);
     assert!(message(&v, "image").contains("amd64"));
     let flasher = d.path().join("f.img.gz");
-    std::fs::write(&flasher, image::gz(&image::Spec { flasher: true, labels_prefix: "flash", ..Default::default() })).unwrap();
+    std::fs::write(
+        &flasher,
+        image::gz(&image::Spec {
+            flasher: true,
+            labels_prefix: "flash",
+            ..Default::default()
+        }),
+    )
+    .unwrap();
     let (_, v, _) = run("rpi4-bookworm", &["-i", flasher.to_str().unwrap()]);
     assert!(message(&v, "image").contains("flasher"));
     let junk = d.path().join("junk.img");
@@ -299,11 +455,22 @@ fn flag_backup_cfg() {
     std::fs::create_dir_all(d.path().join("data")).unwrap();
     std::fs::write(d.path().join("data/x.db"), vec![1u8; 5000]).unwrap();
     let y = d.path().join("backup.yml");
-    std::fs::write(&y, format!("- volume: appdata\n  items:\n  - source: {}/data\n", d.path().display())).unwrap();
+    std::fs::write(
+        &y,
+        format!(
+            "- volume: appdata\n  items:\n  - source: {}/data\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
     let (ok, v, _) = run("rpi4-bookworm", &["--backup-cfg", y.to_str().unwrap()]);
     assert!(ok);
     assert_eq!(status(&v, "backup"), "pass");
-    std::fs::write(&y, "- volume: appdata\n  items:\n  - source: /nonexistent/dir\n").unwrap();
+    std::fs::write(
+        &y,
+        "- volume: appdata\n  items:\n  - source: /nonexistent/dir\n",
+    )
+    .unwrap();
     let (ok, v, _) = run("rpi4-bookworm", &["--backup-cfg", y.to_str().unwrap()]);
     assert!(!ok);
     assert!(message(&v, "backup").contains("/nonexistent/dir"));
@@ -318,11 +485,64 @@ fn flags_keep_name_and_ignored_internal_flags() {
     use migrd::inputs::gather::{gather, Request};
     let f = migrd::probe::probe(&fixture("rpi4-bookworm"));
     let cfg = Some(fixture("rpi4-bookworm").join("config.json"));
-    let keep = gather(&f, &Request { config: cfg.clone(), ..Request::default() });
+    let keep = gather(
+        &f,
+        &Request {
+            config: cfg.clone(),
+            ..Request::default()
+        },
+    );
     let c = keep.config.unwrap().unwrap();
     assert_eq!(c.get("hostname").and_then(|h| h.as_str()), Some("kiosk-4"));
-    let nokeep = gather(&f, &Request { config: cfg, no_keep_name: true, ..Request::default() });
+    let nokeep = gather(
+        &f,
+        &Request {
+            config: cfg,
+            no_keep_name: true,
+            ..Request::default()
+        },
+    );
     assert!(nokeep.config.unwrap().unwrap().get("hostname").is_none());
+}
+
+#[test]
+fn flags_log_file_and_log_level() {
+    let d = tempfile::tempdir().unwrap();
+    let lf = d.path().join("stage1.log");
+    let (_, _, _) = run("rpi4-bookworm", &["--log-file", lf.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&lf).unwrap();
+    assert!(text.contains("\"checks\"") && !text.contains("FIXTUREKEY"));
+    // --log-level error silences download's info line.
+    let e = Emulator::start(Behaviour {
+        image: image::gz(&image::Spec::default()),
+        ..Behaviour::default()
+    });
+    let cfg = d.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        e.config_json("raspberrypi4-64", "FIXTUREKEYdoNotUse0123456789"),
+    )
+    .unwrap();
+    let dl = |level: &str| {
+        let o = migrd()
+            .env("RUST_LOG", "info")
+            .args([
+                "download",
+                "--json",
+                "-c",
+                cfg.to_str().unwrap(),
+                "-w",
+                d.path().to_str().unwrap(),
+                "--log-level",
+                level,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(dl("info").contains("downloading balenaOS"));
+    assert!(!dl("error").contains("downloading balenaOS"));
 }
 
 #[test]
@@ -334,24 +554,84 @@ fn migrate_args_parse_every_takeover_flag() {
         a: migrd::commands::migrate_args::MigrateArgs,
     }
     let t = T::try_parse_from([
-        "t", "-w", "/tmp/w", "-i", "img.gz", "-v", "^5", "-c", "c.json", "--log-level", "debug", "--log-file", "l.txt",
-        "--backup-cfg", "b.yml", "--s2-log-level", "trace", "--no-ack", "--pretend", "--stage2", "--tar-internal",
-        "--no-cleanup", "--no-os-check", "--no-dt-check", "--no-api-check", "--no-vpn-check", "--no-efi-setup",
-        "--no-nwmgr-check", "--no-keep-name", "-d", "--check-timeout", "3", "-l", "/dev/sdb1", "-f", "/dev/sda",
-        "--no-wifis", "--wifi", "A", "--wifi", "B", "--nwmgr-cfg", "x", "--nwmgr-cfg", "y", "--change-dt-to", "raspberrypi3-64",
-        "--no-reboot", "--boot-via", "kexec", "--json",
+        "t",
+        "-w",
+        "/tmp/w",
+        "-i",
+        "img.gz",
+        "-v",
+        "^5",
+        "-c",
+        "c.json",
+        "--log-level",
+        "debug",
+        "--log-file",
+        "l.txt",
+        "--backup-cfg",
+        "b.yml",
+        "--s2-log-level",
+        "trace",
+        "--no-ack",
+        "--pretend",
+        "--stage2",
+        "--tar-internal",
+        "--no-cleanup",
+        "--no-os-check",
+        "--no-dt-check",
+        "--no-api-check",
+        "--no-vpn-check",
+        "--no-efi-setup",
+        "--no-nwmgr-check",
+        "--no-keep-name",
+        "-d",
+        "--check-timeout",
+        "3",
+        "-l",
+        "/dev/sdb1",
+        "-f",
+        "/dev/sda",
+        "--no-wifis",
+        "--wifi",
+        "A",
+        "--wifi",
+        "B",
+        "--nwmgr-cfg",
+        "x",
+        "--nwmgr-cfg",
+        "y",
+        "--change-dt-to",
+        "raspberrypi3-64",
+        "--no-reboot",
+        "--boot-via",
+        "kexec",
+        "--json",
     ])
     .unwrap();
     let a = t.a;
     assert_eq!(a.work_dir, PathBuf::from("/tmp/w"));
-    assert_eq!(a.stage2_level(), migrd::commands::migrate_args::Level::Trace);
-    assert!(a.no_ack && a.pretend && a.no_cleanup && a.no_efi_setup && a.download_only && a.no_reboot && a.json);
+    assert_eq!(
+        a.stage2_level(),
+        migrd::commands::migrate_args::Level::Trace
+    );
+    assert!(
+        a.no_ack
+            && a.pretend
+            && a.no_cleanup
+            && a.no_efi_setup
+            && a.download_only
+            && a.no_reboot
+            && a.json
+    );
     assert_eq!(a.wifi, ["A", "B"]);
     assert_eq!(a.nwmgr_cfg.len(), 2);
     assert_eq!(a.check_options().timeout, std::time::Duration::from_secs(3));
     assert_eq!(a.boot_via.map(|k| k.name()), Some("kexec"));
     let d = T::try_parse_from(["t", "--log-level", "info"]).unwrap().a;
-    assert_eq!(d.stage2_level(), migrd::commands::migrate_args::Level::Info, "s2 level defaults to --log-level");
+    assert_eq!(
+        d.stage2_level(),
+        migrd::commands::migrate_args::Level::Info,
+        "s2 level defaults to --log-level"
+    );
     assert_eq!(d.version, "default");
     assert_eq!(d.check_timeout, 10);
 }

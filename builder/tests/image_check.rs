@@ -1,5 +1,7 @@
 //! Image inspection on synthetic balenaOS images in every compression.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use migrd::inputs::image_check::inspect;
@@ -24,8 +26,21 @@ fn reads_layout_labels_and_device_type_through_gzip_zstd_xz() {
         let i = inspect(p, true).unwrap();
         assert!(i.is_balena(), "{p:?}");
         assert!(!i.flasher);
-        let ids: Vec<(u32, &str)> = i.partitions.iter().map(|p| (p.index, p.id().unwrap_or("?"))).collect();
-        assert_eq!(ids, [(1, "resin-boot"), (2, "resin-rootA"), (3, "resin-rootB"), (5, "resin-state"), (6, "resin-data")]);
+        let ids: Vec<(u32, &str)> = i
+            .partitions
+            .iter()
+            .map(|p| (p.index, p.id().unwrap_or("?")))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (1, "resin-boot"),
+                (2, "resin-rootA"),
+                (3, "resin-rootB"),
+                (5, "resin-state"),
+                (6, "resin-data")
+            ]
+        );
         assert_eq!(i.device_type.as_deref(), Some("raspberrypi4-64"));
         assert_eq!(i.arch.as_deref(), Some("aarch64"));
         assert_eq!(i.os_version.as_deref(), Some("6.0.13"));
@@ -38,14 +53,28 @@ fn reads_layout_labels_and_device_type_through_gzip_zstd_xz() {
 fn flasher_and_foreign_images_are_recognised() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("f.img.gz");
-    std::fs::write(&f, image::gz(&Spec { flasher: true, labels_prefix: "flash", ..Spec::default() })).unwrap();
+    std::fs::write(
+        &f,
+        image::gz(&Spec {
+            flasher: true,
+            labels_prefix: "flash",
+            ..Spec::default()
+        }),
+    )
+    .unwrap();
     let i = inspect(&f, false).unwrap();
     assert!(i.is_balena() && i.flasher);
     let junk = d.path().join("junk.img");
     std::fs::write(&junk, vec![7u8; 4096]).unwrap();
-    assert!(inspect(&junk, false).unwrap_err().to_string().contains("no partition table"));
+    assert!(inspect(&junk, false)
+        .unwrap_err()
+        .to_string()
+        .contains("no partition table"));
     let trunc = d.path().join("t.img.gz");
     let gz = image::gz(&Spec::default());
     std::fs::write(&trunc, &gz[..gz.len() / 2]).unwrap();
-    assert!(inspect(&trunc, true).is_err(), "a truncated download is caught");
+    assert!(
+        inspect(&trunc, true).is_err(),
+        "a truncated download is caught"
+    );
 }

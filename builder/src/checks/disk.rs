@@ -157,6 +157,8 @@ pub fn boot_space(f: &Facts, g: &Gathered) -> CheckResult {
         );
     }
     let dir = f.boot.rpi.as_ref().map_or("/boot", |r| r.boot_dir.as_str());
+    // The field types differ between 32- and 64-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     let free = match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => s.blocks_available() as u64 * s.fragment_size() as u64,
         Err(e) => return CheckResult::new(n, Status::Warn, format!("statvfs {dir}: {e}")),

@@ -71,6 +71,7 @@ pub fn download_image(a: &MigrateArgs, opts: &download::Options) -> anyhow::Resu
 
 /// Run `migrd download`.
 pub fn run(a: DownloadArgs) -> anyhow::Result<()> {
+    super::check::apply_log_level(&a.migrate);
     for n in a.migrate.ignored_notes() {
         log::info!("{n}");
     }

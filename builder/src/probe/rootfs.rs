@@ -12,10 +12,8 @@ pub fn join(root: &Path, rel: &Path) -> PathBuf {
     for c in rel.components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if out != root {
-                    out.pop();
-                }
+            Component::ParentDir if out != root => {
+                out.pop();
             }
             _ => {}
         }

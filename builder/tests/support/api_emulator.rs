@@ -46,10 +46,24 @@ pub struct Behaviour {
 impl Default for Behaviour {
     fn default() -> Self {
         let mut versions = BTreeMap::new();
-        for slug in ["raspberrypi4-64", "raspberrypi3", "generic-amd64", "raspberrypi400-64"] {
+        for slug in [
+            "raspberrypi4-64",
+            "raspberrypi3",
+            "generic-amd64",
+            "raspberrypi400-64",
+        ] {
             versions.insert(
                 slug.to_string(),
-                ["6.0.13", "5.1.20+rev1", "5.1.20+rev3", "5.0.1", "4.0.23", "6.1.0-rc.1"].map(String::from).to_vec(),
+                [
+                    "6.0.13",
+                    "5.1.20+rev1",
+                    "5.1.20+rev3",
+                    "5.0.1",
+                    "4.0.23",
+                    "6.1.0-rc.1",
+                ]
+                .map(String::from)
+                .to_vec(),
             );
         }
         Behaviour {
@@ -83,7 +97,10 @@ fn slug_in(query: &str) -> String {
     let q = percent_decode(query);
     ["iodt/slug eq '", "is_referenced_by__alias eq '"]
         .iter()
-        .find_map(|k| q.split_once(k).and_then(|(_, rest)| rest.split('\'').next()))
+        .find_map(|k| {
+            q.split_once(k)
+                .and_then(|(_, rest)| rest.split('\'').next())
+        })
         .unwrap_or("")
         .to_string()
 }
@@ -107,7 +124,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn respond(s: &mut TcpStream, code: u16, headers: &[(&str, String)], body: &[u8]) {
-    let mut h = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut h = format!(
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         h.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -122,7 +142,11 @@ impl Emulator {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let vpn = TcpListener::bind("127.0.0.1:0").unwrap();
         let vpn_port = vpn.local_addr().unwrap().port();
-        std::thread::spawn(move || for c in vpn.incoming() { drop(c) });
+        std::thread::spawn(move || {
+            for c in vpn.incoming() {
+                drop(c)
+            }
+        });
         let url = format!("http://{}", l.local_addr().unwrap());
         let behaviour = Arc::new(Mutex::new(b));
         let state = Arc::new(Mutex::new(State::default()));
@@ -134,7 +158,12 @@ impl Emulator {
                 std::thread::spawn(move || handle(c, &b, &s));
             }
         });
-        Emulator { url, vpn_port, behaviour, state }
+        Emulator {
+            url,
+            vpn_port,
+            behaviour,
+            state,
+        }
     }
 
     /// Change behaviour while running.
@@ -165,7 +194,11 @@ fn handle(mut c: TcpStream, b: &Mutex<Behaviour>, s: &Mutex<State>) {
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
-    let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(p, q)| (p.into(), q.into()));
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target.clone(), String::new()), |(p, q)| {
+            (p.into(), q.into())
+        });
     let mut headers = BTreeMap::new();
     loop {
         let mut h = String::new();
@@ -176,13 +209,24 @@ fn handle(mut c: TcpStream, b: &Mutex<Behaviour>, s: &Mutex<State>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0u8; len];
     let _ = r.read_exact(&mut body);
-    let rec = Recorded { method: method.clone(), path: percent_decode(&path), query: percent_decode(&query), headers: headers.clone(), body: String::from_utf8_lossy(&body).into() };
+    let rec = Recorded {
+        method: method.clone(),
+        path: percent_decode(&path),
+        query: percent_decode(&query),
+        headers: headers.clone(),
+        body: String::from_utf8_lossy(&body).into(),
+    };
     s.lock().unwrap().log.push(rec);
     let beh = b.lock().unwrap().clone();
-    let authed = headers.get("authorization").is_some_and(|a| *a == format!("Bearer {}", beh.key));
+    let authed = headers
+        .get("authorization")
+        .is_some_and(|a| *a == format!("Bearer {}", beh.key));
     if path != "/ping" && !authed {
         return respond(&mut c, 401, &[], b"Unauthorized");
     }
@@ -190,8 +234,20 @@ fn handle(mut c: TcpStream, b: &Mutex<Behaviour>, s: &Mutex<State>) {
         ("GET", "/ping") => respond(&mut c, 200, &[], beh.ping_body.as_bytes()),
         ("GET", "/v6/release") => {
             let slug = slug_in(&query);
-            let d: Vec<String> = beh.versions.get(&slug).cloned().unwrap_or_default().iter().map(|v| format!(r#"{{"raw_version":"{v}"}}"#)).collect();
-            respond(&mut c, 200, &[], format!(r#"{{"d":[{}]}}"#, d.join(",")).as_bytes())
+            let d: Vec<String> = beh
+                .versions
+                .get(&slug)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|v| format!(r#"{{"raw_version":"{v}"}}"#))
+                .collect();
+            respond(
+                &mut c,
+                200,
+                &[],
+                format!(r#"{{"d":[{}]}}"#, d.join(",")).as_bytes(),
+            )
         }
         ("GET", "/v6/device_type") => {
             let slug = slug_in(&query);
@@ -203,7 +259,14 @@ fn handle(mut c: TcpStream, b: &Mutex<Behaviour>, s: &Mutex<State>) {
             } else {
                 r#"{"slug":"S","data":{"media":{"defaultBoot":"sdcard"}}}"#
             };
-            respond(&mut c, 200, &[], format!(r#"{{"d":[{{"id":58,"contract":{contract}}}]}}"#).replace("\"S\"", &format!("\"{slug}\"")).as_bytes())
+            respond(
+                &mut c,
+                200,
+                &[],
+                format!(r#"{{"d":[{{"id":58,"contract":{contract}}}]}}"#)
+                    .replace("\"S\"", &format!("\"{slug}\""))
+                    .as_bytes(),
+            )
         }
         ("POST", "/download") => {
             if let Some(code) = beh.download_status {
@@ -218,15 +281,27 @@ fn handle(mut c: TcpStream, b: &Mutex<Behaviour>, s: &Mutex<State>) {
             let start = headers
                 .get("range")
                 .filter(|_| beh.honour_range)
-                .and_then(|r| r.strip_prefix("bytes=")?.trim_end_matches('-').parse::<usize>().ok())
+                .and_then(|r| {
+                    r.strip_prefix("bytes=")?
+                        .trim_end_matches('-')
+                        .parse::<usize>()
+                        .ok()
+                })
                 .filter(|s| *s < total);
             let (code, extra, slice) = match start {
-                Some(st) => (206, vec![("Content-Range", format!("bytes {st}-{}/{total}", total - 1))], &beh.image[st..]),
+                Some(st) => (
+                    206,
+                    vec![("Content-Range", format!("bytes {st}-{}/{total}", total - 1))],
+                    &beh.image[st..],
+                ),
                 None => (200, vec![], &beh.image[..]),
             };
             match beh.drop_after {
                 Some((cut, times)) if n <= times && cut < slice.len() => {
-                    let mut h = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n", slice.len());
+                    let mut h = format!(
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        slice.len()
+                    );
                     for (k, v) in &extra {
                         h.push_str(&format!("{k}: {v}\r\n"));
                     }
@@ -236,7 +311,15 @@ fn handle(mut c: TcpStream, b: &Mutex<Behaviour>, s: &Mutex<State>) {
                     let _ = c.flush();
                     let _ = c.shutdown(std::net::Shutdown::Both);
                 }
-                _ => respond(&mut c, code, &extra.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>(), slice),
+                _ => respond(
+                    &mut c,
+                    code,
+                    &extra
+                        .iter()
+                        .map(|(k, v)| (*k, v.clone()))
+                        .collect::<Vec<_>>(),
+                    slice,
+                ),
             }
         }
         ("PATCH", p) if p.starts_with("/v6/device(uuid=") => respond(&mut c, 200, &[], b"OK"),

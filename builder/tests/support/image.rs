@@ -18,7 +18,11 @@ fn fat(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut img = Cursor::new(vec![0u8; (8 * MIB) as usize]);
     let mut lab = [b' '; 11];
     lab[..label.len()].copy_from_slice(label.as_bytes());
-    fatfs::format_volume(&mut img, fatfs::FormatVolumeOptions::new().volume_label(lab)).unwrap();
+    fatfs::format_volume(
+        &mut img,
+        fatfs::FormatVolumeOptions::new().volume_label(lab),
+    )
+    .unwrap();
     {
         let fs = fatfs::FileSystem::new(&mut img, fatfs::FsOptions::new()).unwrap();
         for (name, data) in files {
@@ -48,17 +52,41 @@ pub struct Spec<'a> {
 
 impl Default for Spec<'_> {
     fn default() -> Self {
-        Spec { slug: "raspberrypi4-64", arch: "aarch64", version: "6.0.13", flasher: false, labels_prefix: "resin" }
+        Spec {
+            slug: "raspberrypi4-64",
+            arch: "aarch64",
+            version: "6.0.13",
+            flasher: false,
+            labels_prefix: "resin",
+        }
     }
 }
 
 /// Raw image bytes.
 pub fn raw(s: &Spec) -> Vec<u8> {
-    let dt = format!(r#"{{"slug":"{}","name":"Test","arch":"{}","state":"released"}}"#, s.slug, s.arch);
-    let osr = format!("ID=\"balena-os\"\nNAME=\"balenaOS\"\nVERSION_ID=\"{}\"\n", s.version);
-    let flag = if s.flasher { "balena-image-flasher" } else { "balena-image" };
+    let dt = format!(
+        r#"{{"slug":"{}","name":"Test","arch":"{}","state":"released"}}"#,
+        s.slug, s.arch
+    );
+    let osr = format!(
+        "ID=\"balena-os\"\nNAME=\"balenaOS\"\nVERSION_ID=\"{}\"\n",
+        s.version
+    );
+    let flag = if s.flasher {
+        "balena-image-flasher"
+    } else {
+        "balena-image"
+    };
     let p = s.labels_prefix;
-    let boot = fat(&format!("{p}-boot"), &[("device-type.json", dt.as_bytes()), ("os-release", osr.as_bytes()), (flag, b""), ("config.json", b"{}")]);
+    let boot = fat(
+        &format!("{p}-boot"),
+        &[
+            ("device-type.json", dt.as_bytes()),
+            ("os-release", osr.as_bytes()),
+            (flag, b""),
+            ("config.json", b"{}"),
+        ],
+    );
     // Layout in MiB: boot 4..12, rootA 12..16, rootB 16..20, extended 20..32 (state 21..24, data 25..32).
     let mut img = vec![0u8; (32 * MIB) as usize];
     let sec = |m: u64| m * MIB / 512;

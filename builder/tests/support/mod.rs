@@ -1,5 +1,5 @@
 //! Test helpers: the balena API emulator and synthetic balenaOS images.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api_emulator;
 pub mod image;
@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 /// A fixture tree under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 /// The migrd binary.

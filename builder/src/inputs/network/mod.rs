@@ -243,7 +243,7 @@ pub fn collect(root: &Path, sel: &Selection, balena_os: bool) -> Result<NetworkS
         let operator_supplied = p.keep_name.is_some();
         if p.migrated && p.kind == Kind::Wifi && !operator_supplied {
             let ssid = p.ssid.clone().unwrap_or_default();
-            if !sel.wifi.is_empty() && !sel.wifi.iter().any(|w| *w == ssid) {
+            if !sel.wifi.is_empty() && !sel.wifi.contains(&ssid) {
                 p.migrated = false;
                 p.note = Some("not in the --wifi list".into());
             } else if sel.no_wifis && sel.wifi.is_empty() {
