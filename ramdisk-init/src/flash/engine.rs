@@ -1,0 +1,426 @@
+//! The write path, start to end:
+//!
+//! 1. sniff the image and learn what its metadata says of its size; refuse
+//!    it if it cannot fit;
+//! 2. decode and write on two threads ([`pipeline`](super::pipeline)),
+//!    hashing every byte, holding the first MiB back in memory; refuse the
+//!    image before the first write if its partition table reaches past the
+//!    target, and at the first byte past the target's end otherwise;
+//! 3. `fsync`, read back everything after the first MiB and compare;
+//! 4. only then write the first MiB (partition table, boot sectors),
+//!    `fsync`, read it back;
+//! 5. have the kernel re-read the partition table.
+//!
+//! A failure in steps 1–3 leaves the first MiB of the target as it was, so
+//! the old partition table still describes the disk.
+
+use super::aligned::AlignedBuf;
+use super::device::Device;
+use super::digest::{BlockCrcs, StreamDigest};
+use super::error::FlashError;
+use super::extent::image_extent;
+use super::format::Format;
+use super::limit::over_limit;
+use super::pipeline::{self, PipelineError, Shape};
+use super::progress::{Phase, Progress};
+use super::reread::Reread;
+use super::source::{self, decode_error, ImageInfo};
+use super::zstd::Backend;
+use serde::Serialize;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bytes written last.
+pub const HEAD: usize = 1 << 20;
+
+/// Knobs of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Read back and compare everything written.
+    pub verify: bool,
+    /// The decoded size the caller knows (from the plan), if any.
+    pub expected_size: Option<u64>,
+    /// Chunking of the pipeline.
+    pub shape: Shape,
+    /// Zstandard decoder.
+    pub zstd: Backend,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            verify: true,
+            expected_size: None,
+            shape: Shape::default(),
+            zstd: Backend::best(),
+        }
+    }
+}
+
+/// What was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Container of the image.
+    pub format: Format,
+    /// Format inside a zip.
+    pub inner_format: Option<Format>,
+    /// Decoded bytes written.
+    pub bytes: u64,
+    /// SHA-256 of the decoded bytes (as `sha256sum` of the raw image).
+    pub sha256: String,
+    /// Whether everything was read back and compared.
+    pub verified: bool,
+    /// Logical sector size of the target.
+    pub sector_size: u32,
+    /// Whether the kernel re-read the partition table.
+    pub partitions_reread: bool,
+}
+
+fn too_large(
+    image: &Path,
+    dev: &dyn Device,
+    needed: u64,
+    capacity: u64,
+    reason: &str,
+) -> FlashError {
+    FlashError::TooLarge {
+        path: image.to_path_buf(),
+        target: dev.name(),
+        needed,
+        capacity,
+        reason: reason.to_string(),
+    }
+}
+
+/// Write all of `data` at `offset`, naming short writes.
+pub fn write_all_at(dev: &mut dyn Device, data: &[u8], offset: u64) -> Result<(), FlashError> {
+    let mut done = 0;
+    while done < data.len() {
+        let at = offset + done as u64;
+        match dev.write_at(&data[done..], at) {
+            Ok(0) => {
+                return Err(FlashError::ShortWrite {
+                    target: dev.name(),
+                    offset,
+                    written: done,
+                    wanted: data.len(),
+                    detail: "the target took no more bytes".into(),
+                })
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EFBIG)) => {
+                return Err(FlashError::ShortWrite {
+                    target: dev.name(),
+                    offset,
+                    written: done,
+                    wanted: data.len(),
+                    detail: e.to_string(),
+                })
+            }
+            Err(source) => {
+                return Err(FlashError::Target {
+                    action: "writing to",
+                    target: dev.name(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fill `buf` from `offset` (short only at the end of the target).
+fn read_full_at(dev: &mut dyn Device, buf: &mut [u8], offset: u64) -> Result<usize, FlashError> {
+    let mut done = 0;
+    while done < buf.len() {
+        match dev.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(FlashError::Target {
+                    action: "reading back",
+                    target: dev.name(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn target_io(dev: &dyn Device, action: &'static str) -> impl Fn(io::Error) -> FlashError {
+    let target = dev.name();
+    move |source| FlashError::Target {
+        action,
+        target: target.clone(),
+        source,
+    }
+}
+
+/// Write `image` to `dev`. See the module documentation for the order of
+/// things; `progress` is called after every chunk.
+pub fn write_image(
+    image: &Path,
+    dev: &mut dyn Device,
+    opts: &Options,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Report, FlashError> {
+    let info = source::inspect(image)?;
+    let decoded_format = info.inner.as_ref().map(|i| i.0).unwrap_or(info.format);
+    let capacity = dev.capacity();
+    // 1. What metadata and the caller say, against the target.
+    if let (Some(cap), Some(h)) = (capacity, info.hint) {
+        if h.is_lower_bound() && h.bytes > cap {
+            return Err(too_large(image, dev, h.bytes, cap, h.source));
+        }
+    }
+    if let (Some(cap), Some(n)) = (capacity, opts.expected_size) {
+        if n > cap {
+            return Err(too_large(image, dev, n, cap, "size given by the caller"));
+        }
+    }
+    let consumed = Arc::new(AtomicU64::new(0));
+    let input_total = info.input_len;
+    let total_hint = opts.expected_size.or(info.hint.and_then(|h| h.exact()));
+
+    // 2. Decode and write, first MiB held back.
+    let mut head = AlignedBuf::new(HEAD);
+    let mut head_len = 0usize;
+    let mut head_checked = false;
+    let mut digest = StreamDigest::new();
+    let mut offset = 0u64;
+    let limit = match (capacity, opts.expected_size) {
+        (Some(c), Some(e)) => Some(c.min(e)),
+        (c, e) => c.or(e),
+    };
+    let check_head = |head: &[u8], dev: &dyn Device| -> Result<(), FlashError> {
+        if let (Some(cap), Some((end, table))) = (capacity, image_extent(head)) {
+            if end > cap {
+                let why = format!("its {table} reaches byte {end}");
+                return Err(too_large(image, dev, end, cap, &why));
+            }
+        }
+        Ok(())
+    };
+    let run = pipeline::run(
+        image,
+        &info,
+        opts.zstd,
+        opts.shape,
+        limit,
+        consumed.clone(),
+        |mut data| {
+            digest.update(data);
+            if head_len < HEAD {
+                let take = (HEAD - head_len).min(data.len());
+                head.as_mut_slice()[head_len..head_len + take].copy_from_slice(&data[..take]);
+                head_len += take;
+                offset += take as u64;
+                data = &data[take..];
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            if !head_checked {
+                check_head(&head.as_slice()[..head_len], &*dev)?;
+                head_checked = true;
+            }
+            write_all_at(&mut *dev, data, offset)?;
+            offset += data.len() as u64;
+            progress(&Progress {
+                phase: Phase::Write,
+                bytes: offset,
+                total: total_hint,
+                input_bytes: consumed.load(Ordering::Relaxed),
+                input_total,
+            });
+            Ok(())
+        },
+    );
+    let total = match run {
+        Ok(n) => n,
+        Err(PipelineError::Open(e)) | Err(PipelineError::Consumer(e)) => return Err(e),
+        Err(PipelineError::Decode {
+            error,
+            input_offset,
+            output,
+        }) => {
+            if let Some(cap) = over_limit(&error) {
+                if capacity.map_or(true, |c| c > cap) {
+                    // The caller's size was the tighter limit.
+                    return Err(FlashError::WrongSize {
+                        path: image.to_path_buf(),
+                        expected: cap,
+                        found: cap + 1,
+                    });
+                }
+                let why = "the decoded stream goes on past the target's end";
+                return Err(too_large(image, dev, cap + 1, cap, why));
+            }
+            return Err(decode_error(
+                image,
+                decoded_format,
+                error,
+                input_offset,
+                output,
+            ));
+        }
+    };
+    if !head_checked {
+        check_head(&head.as_slice()[..head_len], &*dev)?;
+    }
+    if let Some(expected) = opts.expected_size {
+        if expected != total {
+            return Err(FlashError::WrongSize {
+                path: image.to_path_buf(),
+                expected,
+                found: total,
+            });
+        }
+    }
+    let (sha256, crcs) = digest.finish();
+    dev.sync().map_err(target_io(&*dev, "flushing"))?;
+
+    // 3. Read back everything but the first MiB.
+    if opts.verify && total > HEAD as u64 {
+        dev.drop_cache().map_err(target_io(&*dev, "flushing"))?;
+        verify_range(
+            image,
+            &info,
+            opts,
+            dev,
+            &crcs,
+            HEAD as u64,
+            total,
+            input_total,
+            progress,
+        )?;
+    }
+
+    // 4. The first MiB, last.
+    let head_bytes = &head.as_slice()[..head_len];
+    write_all_at(&mut *dev, head_bytes, 0)?;
+    dev.sync().map_err(target_io(&*dev, "flushing"))?;
+    if opts.verify {
+        dev.drop_cache().map_err(target_io(&*dev, "flushing"))?;
+        let mut back = AlignedBuf::new(HEAD);
+        let n = read_full_at(&mut *dev, back.as_mut_slice(), 0)?;
+        let back = &back.as_slice()[..n.min(head_len)];
+        if let Some(i) = first_difference(head_bytes, back) {
+            return Err(FlashError::Mismatch {
+                path: image.to_path_buf(),
+                target: dev.name(),
+                offset: i as u64,
+            });
+        }
+    }
+    progress(&Progress {
+        phase: Phase::Finish,
+        bytes: total,
+        total: Some(total),
+        input_bytes: input_total,
+        input_total,
+    });
+
+    // 5. Partitions.
+    let reread = dev.reread_partitions()?;
+    Ok(Report {
+        format: info.format,
+        inner_format: info.inner.map(|i| i.0),
+        bytes: total,
+        sha256,
+        verified: opts.verify,
+        sector_size: dev.sector_size(),
+        partitions_reread: matches!(reread, Reread::Done { .. }),
+    })
+}
+
+/// Index of the first byte where `a` and `b` differ (a length difference
+/// counts).
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or((a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_range(
+    image: &Path,
+    info: &ImageInfo,
+    opts: &Options,
+    dev: &mut dyn Device,
+    crcs: &BlockCrcs,
+    from: u64,
+    to: u64,
+    input_total: u64,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), FlashError> {
+    let chunk = opts.shape.chunk.max(4096);
+    let mut buf = AlignedBuf::new(chunk);
+    let mut at = from;
+    while at < to {
+        let want = usize::try_from(to - at).unwrap_or(usize::MAX).min(chunk);
+        let n = read_full_at(&mut *dev, &mut buf.as_mut_slice()[..chunk], at)?;
+        let got = &buf.as_slice()[..n.min(want)];
+        let bad = if got.len() < want {
+            Some(at + got.len() as u64)
+        } else {
+            crcs.first_bad_block(at, got)
+        };
+        if let Some(block) = bad {
+            let offset = locate(image, info, opts, dev, block).unwrap_or(block);
+            return Err(FlashError::Mismatch {
+                path: image.to_path_buf(),
+                target: dev.name(),
+                offset,
+            });
+        }
+        at += want as u64;
+        progress(&Progress {
+            phase: Phase::Verify,
+            bytes: at - from,
+            total: Some(to - from),
+            input_bytes: input_total,
+            input_total,
+        });
+    }
+    Ok(())
+}
+
+/// The exact first bad byte in the block at `block`: decode the image again
+/// up to there and compare. Only on the failure path.
+fn locate(
+    image: &Path,
+    info: &ImageInfo,
+    opts: &Options,
+    dev: &mut dyn Device,
+    block: u64,
+) -> Option<u64> {
+    let len = super::digest::BLOCK;
+    let mut want = vec![0u8; len];
+    let n = source::with_decoded(image, info, opts.zstd, Arc::new(AtomicU64::new(0)), |r| {
+        io::copy(&mut r.take(block), &mut io::sink()).ok()?;
+        let mut n = 0;
+        while n < len {
+            match r.read(&mut want[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(_) => return None,
+            }
+        }
+        Some(n)
+    })
+    .ok()??;
+    let mut got = AlignedBuf::new(len);
+    let m = read_full_at(dev, got.as_mut_slice(), block).ok()?;
+    first_difference(&want[..n], &got.as_slice()[..m.min(n)]).map(|i| block + i as u64)
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,162 @@
+//! Everything that can go wrong while writing an image, each with a message
+//! that names the input or the target and says what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why writing an image failed. Every variant that happens before the first
+/// MiB is written leaves the target's partition table as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum FlashError {
+    /// The image file could not be opened or read at all.
+    #[error("cannot read image {path}: {source}")]
+    Open {
+        /// The image.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The image starts like a format this engine does not decode.
+    #[error("image {path} is {what}, which migrd cannot write; decompress it first (to raw .img, or recompress as .gz, .zst or .xz)")]
+    Unsupported {
+        /// The image.
+        path: PathBuf,
+        /// What it looks like.
+        what: String,
+    },
+    /// A zip archive without exactly one image in it.
+    #[error("zip archive {path} {problem}; extract the image and pass it instead")]
+    Zip {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The compressed stream ended before it was complete.
+    #[error("image {path} is truncated: the {format} stream ends early after {input_offset} input bytes ({output} bytes decoded); download it again")]
+    Truncated {
+        /// The image.
+        path: PathBuf,
+        /// Its format.
+        format: &'static str,
+        /// Compressed bytes consumed.
+        input_offset: u64,
+        /// Decoded bytes produced.
+        output: u64,
+    },
+    /// The compressed stream is damaged (bad data, bad checksum).
+    #[error("image {path} is corrupt near input byte {input_offset} ({output} bytes decoded): {format}: {detail}; download it again")]
+    Corrupt {
+        /// The image.
+        path: PathBuf,
+        /// Its format.
+        format: &'static str,
+        /// Compressed bytes consumed when it was noticed.
+        input_offset: u64,
+        /// Decoded bytes produced.
+        output: u64,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// Bytes after the end of the compressed stream that are not another
+    /// member/frame/stream.
+    #[error("image {path} has trailing garbage after its {format} stream at input byte {input_offset}; the file is damaged or two files were glued together: download it again")]
+    TrailingGarbage {
+        /// The image.
+        path: PathBuf,
+        /// Its format.
+        format: &'static str,
+        /// Where the garbage starts in the input.
+        input_offset: u64,
+    },
+    /// The image does not fit on the target; nothing was written.
+    #[error("image {path} needs {needed} bytes ({reason}) but target {target} holds only {capacity} bytes; use a larger target")]
+    TooLarge {
+        /// The image.
+        path: PathBuf,
+        /// The target.
+        target: String,
+        /// Bytes the image needs (at least).
+        needed: u64,
+        /// Bytes the target holds.
+        capacity: u64,
+        /// How `needed` was learnt.
+        reason: String,
+    },
+    /// The image decoded to another size than the caller said it must have.
+    #[error("image {path} decodes to {found} bytes, expected {expected}; wrong or damaged file: download it again")]
+    WrongSize {
+        /// The image.
+        path: PathBuf,
+        /// Size expected.
+        expected: u64,
+        /// Size found.
+        found: u64,
+    },
+    /// The target took fewer bytes than it was given.
+    #[error("short write to {target} at byte {offset}: {written} of {wanted} bytes written ({detail}); the target is full, failing or was removed")]
+    ShortWrite {
+        /// The target.
+        target: String,
+        /// Where the write started.
+        offset: u64,
+        /// Bytes written.
+        written: usize,
+        /// Bytes asked.
+        wanted: usize,
+        /// What the system said.
+        detail: String,
+    },
+    /// Reading back the target found other bytes than were written.
+    #[error("read-back of {target} differs from image {path} at byte {offset}: the target is failing (or something else wrote to it); try another card/disk")]
+    Mismatch {
+        /// The image.
+        path: PathBuf,
+        /// The target.
+        target: String,
+        /// First differing byte.
+        offset: u64,
+    },
+    /// The kernel kept the old partition table.
+    #[error("the kernel keeps the old partition table of {target} after {attempts} attempts ({detail}): a partition of it is still mounted or open; unmount them and run `blockdev --rereadpt {target}`, or reboot")]
+    Reread {
+        /// The target.
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Last error.
+        detail: String,
+    },
+    /// Any other I/O error on the target.
+    #[error("{action} {target} failed: {source}")]
+    Target {
+        /// What was being done.
+        action: &'static str,
+        /// The target.
+        target: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_input_and_what_to_do() {
+        let e = FlashError::TrailingGarbage {
+            path: "/x/img.gz".into(),
+            format: "gzip",
+            input_offset: 42,
+        };
+        let m = e.to_string();
+        assert!(m.contains("/x/img.gz") && m.contains("42") && m.contains("download it again"));
+        let e = FlashError::Mismatch {
+            path: "img".into(),
+            target: "/dev/sdz".into(),
+            offset: 1_048_577,
+        };
+        assert!(e.to_string().contains("at byte 1048577"));
+    }
+}
