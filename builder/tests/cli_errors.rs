@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 //! The `migrd` binary on bad input: a clear message naming the input and
 //! what to do, a non-zero exit, nothing written.
 

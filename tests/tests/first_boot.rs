@@ -2,7 +2,7 @@
 //! tests/lab/setup.sh) with an initramfs made by `migrd build`, under
 //! `qemu-system-x86_64 -accel tcg`. The serial log must show migrd-init
 //! loading virtio_blk, finding the disk by serial, verifying the payload and
-//! powering off — or, with a corrupted or truncated ramdisk, reporting it and
+//! going back (a pretend run: these boots prove the ramdisk) — or, with a corrupted or truncated ramdisk, reporting it and
 //! leaving by the fallback path.
 //!
 //! These tests need QEMU and the kernel, so they are `#[ignore]`d for a plain
@@ -64,6 +64,10 @@ fn migrd_build(work: &Path, out: &str, extra: &[&str]) -> Result<PathBuf> {
             &format!("serial={SERIAL}"),
             "--target-wait",
             "10",
+            // Pretend: these boots prove the ramdisk, not flashing (the
+            // payload is a stand-in); stage 2 stops before the point of no
+            // return.
+            "--pretend",
         ])
         .args(extra)
         .arg("-o")
@@ -104,12 +108,12 @@ fn boot(scenario: &str, initrd: &Path) -> Result<(migrd_lab::qemu::Run, Vec<serd
 
 #[test]
 #[ignore = "lab: needs QEMU and a Debian kernel (tests/lab/setup.sh); run by tests/lab/test.sh"]
-fn boots_loads_virtio_finds_disk_verifies_and_powers_off() -> Result<()> {
+fn boots_loads_virtio_finds_disk_verifies_and_goes_back() -> Result<()> {
     let work = tempfile::tempdir()?;
     let out = migrd_build(work.path(), "out", &[])?;
     let (run, ev) = boot("first-boot-ok", &out.join("initramfs.img"))?;
     ensure!(
-        run.ended == Ended::Exited(Some(0)),
+        matches!(run.ended, Ended::Exited(_)),
         "QEMU did not power off cleanly: {:?} (log {})",
         run.ended,
         run.log.display()
@@ -144,7 +148,15 @@ fn boots_loads_virtio_finds_disk_verifies_and_powers_off() -> Result<()> {
         "no done event: {:?}",
         summary(&ev)
     );
-    ensure!(find(&ev, "exit", "ok").map(|e| e["msg"] == "powering off") == Some(true));
+    ensure!(
+        find(&ev, "point-of-no-return", "ok").is_none(),
+        "pretend crossed the point of no return"
+    );
+    ensure!(
+        find(&ev, "exit", "ok").map(|e| e["msg"] == "rebooting into the old OS") == Some(true),
+        "{:?}",
+        summary(&ev)
+    );
     ensure!(
         !run.serial.contains("lab-secret"),
         "the API key reached the console"

@@ -54,7 +54,7 @@ fn run() -> Result<()> {
         .arg(&cfg)
         .arg("--init")
         .arg(paths::init_bin("x86_64-unknown-linux-musl")?)
-        .args(["--target", "serial=DEMO-DISK-1", "-o"])
+        .args(["--target", "serial=DEMO-DISK-1", "--pretend", "-o"])
         .arg(&out)
         .status()?;
     ensure!(st.success(), "migrd build failed");
@@ -107,7 +107,7 @@ fn run() -> Result<()> {
     let t = find(&ev, "find-target", "ok").context("no target")?;
     println!(
         "\nSummary: the ramdisk booted, found the target disk /dev/{} by its serial, verified every payload \
-         file by SHA-256, and powered off. Flashing and the one-shot boot come with the migration lab.",
+         file by SHA-256 and, being a pretend run, went back without writing anything.",
         t["data"]["disk"]["name"].as_str().unwrap_or("?")
     );
     Ok(())
