@@ -136,6 +136,29 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         }
     }
 
+    let work = if root == Path::new("/") {
+        a.work_dir.clone()
+    } else {
+        root.join(a.work_dir.strip_prefix("/").unwrap_or(&a.work_dir))
+    };
+    std::fs::create_dir_all(&work)
+        .with_context(|| format!("creating work folder {}", work.display()))?;
+    if let Some(b) = &g.backup {
+        let (spec, _) = b.as_ref().map_err(|e| anyhow::anyhow!("backup: {e}"))?;
+        let out = work.join("backup.tgz");
+        let size = spec
+            .write_tgz(&out)
+            .with_context(|| format!("writing {}", out.display()))?;
+        log::info!("backup: {} ({size} bytes)", out.display());
+        files.push(CarriedFile {
+            role: PayloadRole::Backup,
+            name: "backup.tgz".into(),
+            source: crate::initramfs::Source::File { path: out, size },
+            inject: (InjectTarget::ResinData, "backup.tgz".into(), 0o600),
+            compressed: true,
+        });
+    }
+
     let k = kernel::running(root)?;
     let target_disk = facts
         .disks
