@@ -8,5 +8,9 @@
 //! - [`events`]: the JSON step events migrd-init prints on the console.
 
 pub mod events;
+pub mod guest;
+#[cfg(feature = "images")]
+pub mod images;
 pub mod paths;
 pub mod qemu;
+pub mod report;

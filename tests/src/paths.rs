@@ -105,3 +105,17 @@ pub fn init_bin(triple: &str) -> Result<PathBuf> {
         &format!("run `cargo build -p migrd-init --profile init --target {triple}`"),
     )
 }
+
+/// The static balena-reporter (PID 1 of the synthetic balenaOS image).
+pub fn reporter_bin() -> Result<PathBuf> {
+    let t = target_dir().join("x86_64-unknown-linux-musl");
+    first_file(
+        &[
+            t.join("init/balena-reporter"),
+            t.join("release/balena-reporter"),
+        ],
+        "static balena-reporter",
+        "run `cargo build -p migrd-lab --bin balena-reporter --no-default-features \
+         --profile init --target x86_64-unknown-linux-musl`",
+    )
+}

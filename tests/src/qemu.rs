@@ -93,6 +93,32 @@ impl Qemu {
         self.args(["-drive", &drive, "-device", &dev])
     }
 
+    /// The scenario's log folder.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Start QEMU with `extra` arguments after the configured ones (e.g. a
+    /// serial chardev), the command line in `<log_dir>/<stem>.cmd` and
+    /// QEMU's own output in `<stem>.out`. The caller drives and reaps it
+    /// (see [`crate::guest::Guest`]).
+    pub fn spawn_with(&self, extra: &[String], stem: &str) -> Result<Child> {
+        let out = std::fs::File::create(self.log_dir.join(format!("{stem}.out")))?;
+        let err = out.try_clone()?;
+        std::fs::write(
+            self.log_dir.join(format!("{stem}.cmd")),
+            format!("{} {} {}\n", self.bin, self.args.join(" "), extra.join(" ")),
+        )?;
+        Command::new(&self.bin)
+            .args(&self.args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {} (install QEMU: tests/lab/setup.sh)", self.bin))
+    }
+
     fn spawn(&self, log: &Path) -> Result<Child> {
         let out = std::fs::File::create(self.log_dir.join("qemu.out"))?;
         let err = out.try_clone()?;

@@ -1,0 +1,337 @@
+//! The synthetic balenaOS image: the real MBR layout and labels (p1
+//! resin-boot vfat, p2/p3 resin-rootA/B, p4 extended, p5 resin-state, p6
+//! resin-data, ext4), small partitions so flashing is quick under TCG.
+//! It boots with BIOS GRUB (boot.img in the MBR, core.img in the 4 MiB gap,
+//! modules and grub.cfg on resin-boot) into Debian's kernel and an
+//! initramfs whose init is `balena-reporter`.
+//!
+//! Built without loop devices or mounts: mkfs.vfat -C, mcopy, mkfs.ext4 -d,
+//! sfdisk, grub-mkimage, then written into the disk file at each offset.
+
+use super::{reporter_initramfs, tools};
+use crate::paths::{self, Kernel};
+use anyhow::{ensure, Context, Result};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `device-type.json` slug of the image (use it in config.json).
+pub const DEVICE_TYPE: &str = "genericx86-64-ext";
+/// `VERSION_ID` in the image's os-release.
+pub const OS_VERSION: &str = "6.0.13+lab";
+/// The kernel command line GRUB boots the reporter with.
+pub const CMDLINE: &str = "console=ttyS0 quiet panic=10 rootfstype=ramfs";
+/// Disk size in MiB.
+pub const DISK_MIB: u64 = 320;
+/// Start of the extended partition (p4) in MiB; it runs to the end.
+pub const EXTENDED_START_MIB: u64 = 172;
+const GRUB_DIR: &str = "/usr/lib/grub/i386-pc";
+
+/// One filesystem partition of the layout.
+#[derive(Clone, Copy, Debug)]
+pub struct Part {
+    /// Kernel partition number (logicals from 5).
+    pub index: u32,
+    /// Filesystem label.
+    pub label: &'static str,
+    /// Offset in MiB.
+    pub start_mib: u64,
+    /// Size in MiB.
+    pub size_mib: u64,
+    /// vfat (else ext4).
+    pub vfat: bool,
+}
+
+const fn p(index: u32, label: &'static str, start_mib: u64, size_mib: u64, vfat: bool) -> Part {
+    Part {
+        index,
+        label,
+        start_mib,
+        size_mib,
+        vfat,
+    }
+}
+
+/// The partitions, 4 MiB aligned like balenaOS's images.
+pub const LAYOUT: [Part; 5] = [
+    p(1, "resin-boot", 4, 40, true),
+    p(2, "resin-rootA", 44, 64, false),
+    p(3, "resin-rootB", 108, 64, false),
+    p(5, "resin-state", 176, 16, false),
+    p(6, "resin-data", 196, 120, false),
+];
+
+/// A built image.
+#[derive(Clone, Debug)]
+pub struct BalenaImage {
+    /// The raw disk (boot it directly).
+    pub raw: PathBuf,
+    /// The same, gzip-compressed (for `migrd -i`).
+    pub gz: PathBuf,
+    /// Modules the reporter loads, in order.
+    pub modules: Vec<String>,
+}
+
+/// Build the image into `out_dir` with the lab's kernel and the
+/// balena-reporter binary found by [`paths::reporter_bin`].
+pub fn image(out_dir: &Path) -> Result<BalenaImage> {
+    build(out_dir, &paths::reporter_bin()?, &paths::kernel("amd64")?)
+}
+
+/// Build `out_dir/balena.img` and `out_dir/balena.img.gz`.
+pub fn build(out_dir: &Path, reporter: &Path, kernel: &Kernel) -> Result<BalenaImage> {
+    std::fs::create_dir_all(out_dir)?;
+    let work = out_dir.join("balena-build");
+    let _ = std::fs::remove_dir_all(&work);
+    let boot = work.join("boot");
+    std::fs::create_dir_all(boot.join("grub/i386-pc"))?;
+    std::fs::create_dir_all(boot.join("system-connections"))?;
+    std::fs::create_dir_all(work.join("rootA/etc"))?;
+
+    let modules = reporter_initramfs::write(reporter, kernel, &boot.join("balena-reporter.img"))?;
+    std::fs::copy(&kernel.image, boot.join("vmlinuz"))
+        .with_context(|| format!("copying {}", kernel.image.display()))?;
+    write_boot_files(&boot)?;
+    std::fs::write(work.join("rootA/etc/os-release"), os_release())?;
+
+    let disk = out_dir.join("balena.img");
+    File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    partition(&disk)?;
+    for part in &LAYOUT {
+        let fs = work.join(format!("{}.fs", part.label));
+        if part.vfat {
+            make_vfat(&fs, part, &boot)?;
+        } else {
+            let tree = (part.label == "resin-rootA").then(|| work.join("rootA"));
+            make_ext4(&fs, part, tree.as_deref())?;
+        }
+        copy_sparse(&fs, &disk, part.start_mib << 20)?;
+        std::fs::remove_file(&fs)?;
+    }
+    install_grub(&disk, &work)?;
+    let gz = out_dir.join("balena.img.gz");
+    gzip(&disk, &gz)?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(BalenaImage {
+        raw: disk,
+        gz,
+        modules,
+    })
+}
+
+fn os_release() -> String {
+    format!(
+        "ID=\"balena-os\"\nNAME=\"balenaOS\"\nVERSION=\"{OS_VERSION}\"\nVERSION_ID=\"{OS_VERSION}\"\n\
+         PRETTY_NAME=\"balenaOS {OS_VERSION} (migrd lab synthetic image)\"\n\
+         MACHINE=\"{DEVICE_TYPE}\"\nVARIANT=\"Production\"\nVARIANT_ID=\"prod\"\n"
+    )
+}
+
+fn write_boot_files(boot: &Path) -> Result<()> {
+    std::fs::write(
+        boot.join("device-type.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "slug": DEVICE_TYPE,
+            "name": "Generic x86_64 (migrd lab synthetic)",
+            "arch": "amd64",
+            "yocto": {"machine": DEVICE_TYPE, "fstype": "balenaos-img"},
+        }))?,
+    )?;
+    std::fs::write(boot.join("os-release"), os_release())?;
+    std::fs::write(boot.join("balena-image"), b"")?;
+    std::fs::write(
+        boot.join("system-connections/resin-sample.ignore"),
+        b"[connection]\nid=resin-sample\ntype=wifi\n",
+    )?;
+    std::fs::write(
+        boot.join("grub/grub.cfg"),
+        format!(
+            "serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
+             terminal_input serial\nterminal_output serial\nset timeout=0\n\
+             menuentry 'balenaOS (migrd lab synthetic)' --id balena {{\n\
+             \techo 'Booting the synthetic balenaOS'\n\
+             \tlinux /vmlinuz {CMDLINE}\n\tinitrd /balena-reporter.img\n}}\n"
+        ),
+    )?;
+    for e in std::fs::read_dir(GRUB_DIR)
+        .with_context(|| format!("{GRUB_DIR} (Debian package grub-pc-bin)"))?
+    {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".mod") || name.ends_with(".lst") {
+            std::fs::copy(e.path(), boot.join("grub/i386-pc").join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+fn partition(disk: &Path) -> Result<()> {
+    let sec = |mib: u64| mib * 2048;
+    let mut script = String::from("label: dos\nlabel-id: 0xba1e4a00\nunit: sectors\n\n");
+    for part in LAYOUT.iter().filter(|p| p.index < 4) {
+        let (ty, flag) = if part.vfat {
+            ("c", ", bootable")
+        } else {
+            ("83", "")
+        };
+        script.push_str(&format!(
+            "start={}, size={}, type={ty}{flag}\n",
+            sec(part.start_mib),
+            sec(part.size_mib)
+        ));
+    }
+    script.push_str(&format!("start={}, type=5\n", sec(EXTENDED_START_MIB)));
+    for part in LAYOUT.iter().filter(|p| p.index > 4) {
+        script.push_str(&format!(
+            "start={}, size={}, type=83\n",
+            sec(part.start_mib),
+            sec(part.size_mib)
+        ));
+    }
+    let mut child = Command::new("sfdisk")
+        .args(["-q", "--no-reread", "--no-tell-kernel"])
+        .arg(disk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running sfdisk (Debian package fdisk)")?;
+    child
+        .stdin
+        .take()
+        .context("sfdisk stdin")?
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "sfdisk failed: {}\nscript:\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn make_vfat(fs: &Path, part: &Part, content: &Path) -> Result<()> {
+    tools::run(
+        Command::new("mkfs.vfat")
+            .args(["-C", "-F", "16", "-n", part.label, "-i", "0BA1E4A0"])
+            .arg(fs)
+            .arg((part.size_mib * 1024).to_string()),
+        "dosfstools",
+    )?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(content)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    tools::run(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-i"])
+            .arg(fs)
+            .args(&entries)
+            .arg("::/"),
+        "mtools",
+    )?;
+    Ok(())
+}
+
+fn make_ext4(fs: &Path, part: &Part, tree: Option<&Path>) -> Result<()> {
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F", "-b", "4096", "-L", part.label]);
+    if let Some(t) = tree {
+        cmd.arg("-d").arg(t);
+    }
+    cmd.arg(fs).arg(format!("{}M", part.size_mib));
+    tools::run(&mut cmd, "e2fsprogs")?;
+    Ok(())
+}
+
+/// Copy `src` into `dst` at `offset`, skipping all-zero MiB blocks (the
+/// destination was created sparse).
+fn copy_sparse(src: &Path, dst: &Path, offset: u64) -> Result<()> {
+    let mut r = File::open(src)?;
+    let mut w = std::fs::OpenOptions::new().write(true).open(dst)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = offset;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let k = r.read(&mut buf[n..])?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            w.seek(SeekFrom::Start(at))?;
+            w.write_all(&buf[..n])?;
+        }
+        at += n as u64;
+    }
+    w.sync_all()?;
+    Ok(())
+}
+
+/// boot.img's code into the MBR (the partition table stays), core.img
+/// after it; core.img finds resin-boot by label and reads `/grub` there.
+fn install_grub(disk: &Path, work: &Path) -> Result<()> {
+    let early = work.join("early.cfg");
+    std::fs::write(
+        &early,
+        "search --no-floppy --label resin-boot --set=root\nset prefix=($root)/grub\n",
+    )?;
+    let core = work.join("core.img");
+    tools::run(
+        Command::new("grub-mkimage")
+            .args(["-O", "i386-pc", "-d", GRUB_DIR, "-c"])
+            .arg(&early)
+            .arg("-o")
+            .arg(&core)
+            .args(["-p", "(hd0,msdos1)/grub"])
+            .args([
+                "biosdisk",
+                "part_msdos",
+                "fat",
+                "search",
+                "search_label",
+                "normal",
+                "configfile",
+                "serial",
+                "terminal",
+                "linux",
+                "echo",
+                "test",
+            ]),
+        "grub-common",
+    )?;
+    let core = std::fs::read(&core)?;
+    let gap = (LAYOUT[0].start_mib << 20) - 512;
+    ensure!(
+        (core.len() as u64) <= gap,
+        "core.img ({} bytes) does not fit the {gap}-byte gap",
+        core.len()
+    );
+    let boot_img = std::fs::read(Path::new(GRUB_DIR).join("boot.img"))?;
+    ensure!(boot_img.len() == 512, "boot.img is not 512 bytes");
+    let mut w = std::fs::OpenOptions::new().write(true).open(disk)?;
+    w.write_all(&boot_img[..440])?;
+    w.seek(SeekFrom::Start(512))?;
+    w.write_all(&core)?;
+    w.sync_all()?;
+    Ok(())
+}
+
+fn gzip(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = dst.with_extension("gz.part");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(File::create(&tmp)?),
+        flate2::Compression::fast(),
+    );
+    std::io::copy(&mut File::open(src)?, &mut enc)?;
+    enc.finish()?.flush()?;
+    std::fs::rename(&tmp, dst)?;
+    Ok(())
+}
