@@ -31,6 +31,8 @@ pub enum Command {
     Check(commands::check::CheckArgs),
     /// Download the balenaOS image for the fleet's device type and stop.
     Download(commands::download::DownloadArgs),
+    /// Write an image (raw, .gz, .zst, .xz, .zip) to a disk or file with stage 2's flash engine, verified.
+    WriteImage(commands::write_image::WriteImageArgs),
 }
 
 impl Command {
@@ -44,6 +46,7 @@ impl Command {
             Command::Inspect(a) => commands::inspect::run(a),
             Command::Check(a) => commands::check::run(a),
             Command::Download(a) => commands::download::run(a),
+            Command::WriteImage(a) => commands::write_image::run(a),
         }
     }
 }

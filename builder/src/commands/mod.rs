@@ -6,3 +6,4 @@ pub mod download;
 pub mod inspect;
 pub mod migrate;
 pub mod migrate_args;
+pub mod write_image;

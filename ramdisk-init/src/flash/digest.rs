@@ -17,6 +17,7 @@ pub struct StreamDigest {
     partial: crc32fast::Hasher,
     partial_len: usize,
     total: u64,
+    with_crcs: bool,
 }
 
 impl Default for StreamDigest {
@@ -34,6 +35,15 @@ impl StreamDigest {
             partial: crc32fast::Hasher::new(),
             partial_len: 0,
             total: 0,
+            with_crcs: true,
+        }
+    }
+
+    /// Only the SHA-256 (no read-back will need the CRCs).
+    pub fn sha_only() -> Self {
+        StreamDigest {
+            with_crcs: false,
+            ..Self::new()
         }
     }
 
@@ -41,7 +51,7 @@ impl StreamDigest {
     pub fn update(&mut self, mut data: &[u8]) {
         self.sha.update(data);
         self.total += data.len() as u64;
-        while !data.is_empty() {
+        while self.with_crcs && !data.is_empty() {
             let take = (BLOCK - self.partial_len).min(data.len());
             self.partial.update(&data[..take]);
             self.partial_len += take;
@@ -122,6 +132,11 @@ mod tests {
         assert_eq!(ca.crcs, cb.crcs);
         assert_eq!(ca.crcs.len(), 4);
         assert_eq!(ca.total(), data.len() as u64);
+        let mut c = StreamDigest::sha_only();
+        c.update(&data);
+        let (sc, cc) = c.finish();
+        assert_eq!(sc, sa);
+        assert!(cc.crcs.is_empty());
     }
 
     #[test]

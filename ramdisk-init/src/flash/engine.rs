@@ -165,7 +165,7 @@ fn target_io(dev: &dyn Device, action: &'static str) -> impl Fn(io::Error) -> Fl
 /// things; `progress` is called after every chunk.
 pub fn write_image(
     image: &Path,
-    dev: &mut dyn Device,
+    dev: &mut (dyn Device + Send),
     opts: &Options,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Report, FlashError> {
@@ -191,20 +191,64 @@ pub fn write_image(
     let mut head = AlignedBuf::new(HEAD);
     let mut head_len = 0usize;
     let mut head_checked = false;
-    let mut digest = StreamDigest::new();
+    let mut digest = if opts.verify {
+        StreamDigest::new()
+    } else {
+        StreamDigest::sha_only()
+    };
     let mut offset = 0u64;
     let limit = match (capacity, opts.expected_size) {
         (Some(c), Some(e)) => Some(c.min(e)),
         (c, e) => c.or(e),
     };
-    let check_head = |head: &[u8], dev: &dyn Device| -> Result<(), FlashError> {
+    let name = dev.name();
+    let check_head = |head: &[u8]| -> Result<(), FlashError> {
         if let (Some(cap), Some((end, table))) = (capacity, image_extent(head)) {
             if end > cap {
-                let why = format!("its {table} reaches byte {end}");
-                return Err(too_large(image, dev, end, cap, &why));
+                return Err(FlashError::TooLarge {
+                    path: image.to_path_buf(),
+                    target: name.clone(),
+                    needed: end,
+                    capacity: cap,
+                    reason: format!("its {table} reaches byte {end}"),
+                });
             }
         }
         Ok(())
+    };
+    // On this thread: hash, keep the head, check it before anything past it
+    // is handed to the writer, report progress.
+    let inspect = |data: &[u8]| -> Result<(), FlashError> {
+        digest.update(data);
+        let mut rest = data;
+        if head_len < HEAD {
+            let take = (HEAD - head_len).min(rest.len());
+            head.as_mut_slice()[head_len..head_len + take].copy_from_slice(&rest[..take]);
+            head_len += take;
+            rest = &rest[take..];
+        }
+        if !rest.is_empty() && !head_checked {
+            check_head(&head.as_slice()[..head_len])?;
+            head_checked = true;
+        }
+        offset += data.len() as u64;
+        progress(&Progress {
+            phase: Phase::Write,
+            bytes: offset,
+            total: total_hint,
+            input_bytes: consumed.load(Ordering::Relaxed),
+            input_total,
+        });
+        Ok(())
+    };
+    // On the writer thread: everything past the head.
+    let dev_w = &mut *dev;
+    let write = |at: u64, data: &[u8]| -> Result<(), FlashError> {
+        let skip = usize::try_from((HEAD as u64).saturating_sub(at)).unwrap_or(usize::MAX);
+        if skip >= data.len() {
+            return Ok(());
+        }
+        write_all_at(&mut *dev_w, &data[skip..], at + skip as u64)
     };
     let run = pipeline::run(
         image,
@@ -213,37 +257,14 @@ pub fn write_image(
         opts.shape,
         limit,
         consumed.clone(),
-        |mut data| {
-            digest.update(data);
-            if head_len < HEAD {
-                let take = (HEAD - head_len).min(data.len());
-                head.as_mut_slice()[head_len..head_len + take].copy_from_slice(&data[..take]);
-                head_len += take;
-                offset += take as u64;
-                data = &data[take..];
-            }
-            if data.is_empty() {
-                return Ok(());
-            }
-            if !head_checked {
-                check_head(&head.as_slice()[..head_len], &*dev)?;
-                head_checked = true;
-            }
-            write_all_at(&mut *dev, data, offset)?;
-            offset += data.len() as u64;
-            progress(&Progress {
-                phase: Phase::Write,
-                bytes: offset,
-                total: total_hint,
-                input_bytes: consumed.load(Ordering::Relaxed),
-                input_total,
-            });
-            Ok(())
-        },
+        inspect,
+        write,
     );
     let total = match run {
         Ok(n) => n,
-        Err(PipelineError::Open(e)) | Err(PipelineError::Consumer(e)) => return Err(e),
+        Err(PipelineError::Open(e))
+        | Err(PipelineError::Consumer(e))
+        | Err(PipelineError::Write(e)) => return Err(e),
         Err(PipelineError::Decode {
             error,
             input_offset,
@@ -271,7 +292,7 @@ pub fn write_image(
         }
     };
     if !head_checked {
-        check_head(&head.as_slice()[..head_len], &*dev)?;
+        check_head(&head.as_slice()[..head_len])?;
     }
     if let Some(expected) = opts.expected_size {
         if expected != total {

@@ -14,7 +14,7 @@ fn small_chunks() -> Options {
     Options {
         shape: Shape {
             chunk: 256 << 10,
-            buffers: 2,
+            buffers: 3,
         },
         ..Options::default()
     }
