@@ -167,10 +167,13 @@ impl Guest {
     pub fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
         let t0 = Instant::now();
         let pat = pattern.as_bytes();
+        if pat.is_empty() {
+            bail!("wait_for needs a non-empty pattern");
+        }
         loop {
             let b = self.snapshot();
             let hay = b.get(self.cursor..).unwrap_or_default();
-            if let Some(i) = hay.windows(pat.len().max(1)).position(|w| w == pat) {
+            if let Some(i) = hay.windows(pat.len()).position(|w| w == pat) {
                 let end = self.cursor + i + pat.len();
                 let text = String::from_utf8_lossy(&b[self.cursor..end]).into_owned();
                 self.cursor = end;
