@@ -40,6 +40,16 @@ pub trait Device {
     fn drop_cache(&mut self) -> io::Result<()>;
     /// Have the kernel re-read the partition table, if that applies.
     fn reread_partitions(&mut self) -> Result<Reread, FlashError>;
+    /// True if bytes never written read back as zeros (a new or empty
+    /// file: holes), so zero blocks of the image need not be written.
+    fn unwritten_reads_zero(&self) -> bool {
+        false
+    }
+    /// Make the target at least `len` bytes long (a sparse file whose
+    /// image ends in zeros). Nothing to do for a disk.
+    fn grow_to(&mut self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A block device or regular file opened for writing.
@@ -50,6 +60,7 @@ pub struct FileDevice {
     direct: bool,
     capacity: Option<u64>,
     sector: u32,
+    fresh: bool,
 }
 
 /// How to open a target.
@@ -167,6 +178,7 @@ impl FileDevice {
             direct,
             capacity,
             sector,
+            fresh: !block && meta.as_ref().map_or(true, |m| m.len() == 0),
         })
     }
 
@@ -237,6 +249,17 @@ impl Device for FileDevice {
         Ok(())
     }
 
+    fn unwritten_reads_zero(&self) -> bool {
+        self.fresh
+    }
+
+    fn grow_to(&mut self, len: u64) -> io::Result<()> {
+        if self.fresh && self.file.metadata()?.len() < len {
+            self.file.set_len(len)?;
+        }
+        Ok(())
+    }
+
     fn reread_partitions(&mut self) -> Result<Reread, FlashError> {
         if !self.block {
             return Ok(Reread::NotApplicable);
@@ -261,10 +284,12 @@ mod tests {
         assert!(dev.capacity().unwrap() > 0);
         assert_eq!(dev.sector_size(), 512);
         assert!(!dev.is_block_device());
+        assert!(dev.unwritten_reads_zero());
         drop(dev);
         std::fs::write(&p, vec![0u8; 8192]).unwrap();
         let dev = FileDevice::open(&p, OpenMode::default()).unwrap();
         assert_eq!(dev.capacity(), Some(8192));
+        assert!(!dev.unwritten_reads_zero(), "old contents may be anything");
     }
 
     #[test]

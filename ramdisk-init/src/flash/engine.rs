@@ -241,14 +241,23 @@ pub fn write_image(
         });
         Ok(())
     };
-    // On the writer thread: everything past the head.
+    // On the writer thread: everything past the head; on a target where
+    // unwritten bytes read as zeros, only the blocks that are not all zero.
+    let sparse = dev.unwritten_reads_zero();
     let dev_w = &mut *dev;
     let write = |at: u64, data: &[u8]| -> Result<(), FlashError> {
         let skip = usize::try_from((HEAD as u64).saturating_sub(at)).unwrap_or(usize::MAX);
         if skip >= data.len() {
             return Ok(());
         }
-        write_all_at(&mut *dev_w, &data[skip..], at + skip as u64)
+        let (at, data) = (at + skip as u64, &data[skip..]);
+        if !sparse {
+            return write_all_at(&mut *dev_w, data, at);
+        }
+        for (from, to) in nonzero_runs(data, SPARSE_BLOCK) {
+            write_all_at(&mut *dev_w, &data[from..to], at + from as u64)?;
+        }
+        Ok(())
     };
     let run = pipeline::run(
         image,
@@ -304,6 +313,7 @@ pub fn write_image(
         }
     }
     let (sha256, crcs) = digest.finish();
+    dev.grow_to(total).map_err(target_io(&*dev, "extending"))?;
     dev.sync().map_err(target_io(&*dev, "flushing"))?;
 
     // 3. Read back everything but the first MiB.
@@ -358,6 +368,33 @@ pub fn write_image(
         sector_size: dev.sector_size(),
         partitions_reread: matches!(reread, Reread::Done { .. }),
     })
+}
+
+/// Granularity of zero detection for sparse targets.
+const SPARSE_BLOCK: usize = 64 << 10;
+
+fn all_zero(b: &[u8]) -> bool {
+    // 16 bytes at a time: the compiler turns this into vector compares.
+    let mut words = b.chunks_exact(16);
+    let body = words.all(|w| u128::from_ne_bytes(w.try_into().unwrap_or([1; 16])) == 0);
+    body && words.remainder().iter().all(|&x| x == 0)
+}
+
+/// Byte ranges of `data` made of `block`-sized pieces that are not all
+/// zero, neighbours merged so writes stay large.
+fn nonzero_runs(data: &[u8], block: usize) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, b) in data.chunks(block).enumerate() {
+        if all_zero(b) {
+            continue;
+        }
+        let (from, to) = (i * block, i * block + b.len());
+        match runs.last_mut() {
+            Some(last) if last.1 == from => last.1 = to,
+            _ => runs.push((from, to)),
+        }
+    }
+    runs
 }
 
 /// Index of the first byte where `a` and `b` differ (a length difference

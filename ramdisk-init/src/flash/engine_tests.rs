@@ -301,3 +301,53 @@ fn a_real_file_target_keeps_its_head_when_the_input_is_bad() {
     let back = std::fs::read(&target).unwrap();
     assert!(back[..MIB].iter().all(|&b| b == OLD));
 }
+
+#[test]
+fn zero_blocks_are_skipped_only_where_unwritten_bytes_read_zero() {
+    let mut img = disk_image(4 * MIB);
+    img[2 * MIB..3 * MIB].fill(0);
+    img[4 * MIB - 100_000..].fill(0);
+    let mut dev = MemDevice::new(5 * MIB, 0);
+    dev.sparse = true;
+    flash(&gz(&img), &mut dev, &small_chunks()).unwrap();
+    assert_eq!(&dev.data[..img.len()], &img[..]);
+    let written: usize = dev
+        .log
+        .iter()
+        .map(|o| match o {
+            Op::Write { len, .. } => *len,
+            _ => 0,
+        })
+        .sum();
+    assert!(written < 3 * MIB, "zeros were written: {written}");
+    // An old disk gets every byte, zeros included.
+    let mut dev = MemDevice::new(5 * MIB, OLD);
+    flash(&gz(&img), &mut dev, &small_chunks()).unwrap();
+    assert_eq!(&dev.data[..img.len()], &img[..]);
+}
+
+#[test]
+fn nonzero_runs_merge_neighbours_and_skip_zeros() {
+    let mut d = vec![0u8; 10 * 4096];
+    d[5] = 1;
+    d[4096 + 7] = 1;
+    d[5 * 4096] = 1;
+    d[10 * 4096 - 1] = 1;
+    assert_eq!(
+        nonzero_runs(&d, 4096),
+        vec![(0, 2 * 4096), (5 * 4096, 6 * 4096), (9 * 4096, 10 * 4096)]
+    );
+    assert!(nonzero_runs(&[0u8; 100], 16).is_empty());
+    assert_eq!(nonzero_runs(&[0, 0, 0, 9], 2), vec![(2, 4)]);
+}
+
+#[test]
+fn a_new_file_target_is_written_sparse_and_sized_to_the_image() {
+    let mut img = disk_image(4 * MIB);
+    img[2 * MIB..].fill(0);
+    let (d, p) = file_with(&xz(&img));
+    let target = d.path().join("new.img");
+    let mut dev = FileDevice::open(&target, OpenMode::default()).unwrap();
+    write_image(&p, &mut dev, &Options::default(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), img);
+}

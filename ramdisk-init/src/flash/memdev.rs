@@ -38,6 +38,8 @@ pub struct MemDevice {
     pub corrupt_at: Option<u64>,
     /// Operations, in order.
     pub log: Vec<Op>,
+    /// Claim that unwritten bytes read as zeros (only true if filled with 0).
+    pub sparse: bool,
 }
 
 impl MemDevice {
@@ -49,6 +51,7 @@ impl MemDevice {
             full_at: u64::MAX,
             corrupt_at: None,
             log: Vec::new(),
+            sparse: false,
         }
     }
 
@@ -109,6 +112,9 @@ impl Device for MemDevice {
     }
     fn drop_cache(&mut self) -> io::Result<()> {
         Ok(())
+    }
+    fn unwritten_reads_zero(&self) -> bool {
+        self.sparse
     }
     fn reread_partitions(&mut self) -> Result<Reread, FlashError> {
         Ok(Reread::NotApplicable)
