@@ -50,7 +50,7 @@ pub const FLASH_ATTEMPTS: u32 = 3;
 struct Failed(Step, String);
 
 enum Pre {
-    Continue(Plan, String),
+    Continue(Box<Plan>, String),
     Leave(Exit),
 }
 
@@ -188,7 +188,7 @@ fn before_ponr<S: System, W: Write>(
         );
         return Ok(Pre::Leave(Exit::PretendDone));
     }
-    Ok(Pre::Continue(plan, disk))
+    Ok(Pre::Continue(Box::new(plan), disk))
 }
 
 fn after_ponr<S: System, W: Write>(

@@ -50,6 +50,13 @@ pub const STORAGE: &[Wanted] = &[
 pub const FILESYSTEMS: &[Wanted] = &[
     w("vfat", "resin-boot and EFI system partitions", true),
     w("nls_cp437", "vfat default codepage", false),
+    // Debian sets CONFIG_FAT_DEFAULT_IOCHARSET="ascii": without nls_ascii a
+    // plain vfat mount fails with EINVAL ("IO charset ascii not found").
+    w(
+        "nls_ascii",
+        "vfat default iocharset on Debian kernels",
+        false,
+    ),
     w("nls_iso8859_1", "vfat default iocharset", false),
     w("nls_utf8", "vfat utf8 names", false),
     w("ext4", "resin-data and the log device", true),

@@ -1,0 +1,354 @@
+//! The first real migration: Debian bookworm on BIOS + GRUB → balenaOS,
+//! with every fallback. Real SeaBIOS, GRUB, Debian kernel and systemd under
+//! QEMU (TCG); `migrd` runs inside the guest, delivered on a second disk.
+//! The balenaOS image is the lab's synthetic one (same partition layout,
+//! its "OS" prints a report), because the real one cannot be downloaded here.
+//!
+//! Each guest reboot ends QEMU (`-no-reboot`); the next boot is a new QEMU
+//! process on the same disks, so every boot has its own serial log in
+//! `target/lab/logs/<scenario>/`.
+//!
+//! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
+
+use anyhow::{bail, ensure, Context, Result};
+use migrd_lab::events::{self, find, summary};
+use migrd_lab::guest::Guest;
+use migrd_lab::images::{balena, data_disk, legacy};
+use migrd_lab::paths;
+use migrd_lab::qemu::Qemu;
+use migrd_lab::report;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const TOOLS_LABEL: &str = "migrd-tools";
+const API_KEY: &str = "lab-api-key-7f3c";
+/// Flags for a device without network access (the lab has none): the API
+/// and VPN checks and the "no network profile" check are the operator's
+/// to skip, as with takeover.
+const OFFLINE: &str = "--no-api-check --no-vpn-check --no-nwmgr-check";
+const STEP: Duration = Duration::from_secs(600);
+
+struct Lab {
+    logs: PathBuf,
+    qemu: Qemu,
+    canary_sha256: String,
+    t0: Instant,
+}
+
+fn config_json() -> String {
+    format!(
+        r#"{{"applicationId":"1234","deviceType":"{}","apiEndpoint":"https://api.balena-cloud.com","vpnEndpoint":"vpn.balena-cloud.com","vpnPort":443,"apiKey":"{API_KEY}","userId":"42","listenPort":48484,"persistentLogging":false}}"#,
+        balena::DEVICE_TYPE
+    )
+}
+
+/// A fresh legacy device with migrd, its init, the image and config.json
+/// on a second disk.
+fn lab(scenario: &str) -> Result<Lab> {
+    let t0 = Instant::now();
+    let logs = paths::log_dir(scenario)?;
+    let dev = legacy::image(&logs)?;
+    let img = balena::image(&logs.join("balena"))?;
+    let stage = logs.join("tools");
+    std::fs::create_dir_all(&stage)?;
+    std::fs::copy(paths::migrd_bin()?, stage.join("migrd"))?;
+    std::fs::copy(
+        paths::init_bin("x86_64-unknown-linux-musl")?,
+        stage.join("migrd-init-x86_64"),
+    )?;
+    std::fs::copy(&img.gz, stage.join("balena.img.gz"))?;
+    std::fs::write(stage.join("config.json"), config_json())?;
+    let size = std::fs::metadata(&img.gz)?.len() + (64 << 20);
+    data_disk::ext4_disk(
+        &stage,
+        &logs.join("tools.img"),
+        TOOLS_LABEL,
+        (size >> 20) + 32,
+    )?;
+    let mut qemu = legacy::qemu(&dev.disk, &logs);
+    qemu.disk(&logs.join("tools.img"), Some("TOOLS0001"));
+    eprintln!(
+        "{scenario}: lab ready in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Lab {
+        logs,
+        qemu,
+        canary_sha256: dev.canary_sha256,
+        t0,
+    })
+}
+
+impl Lab {
+    /// Boot Debian to its shell, with the tools disk mounted on /mnt.
+    fn debian(&self, name: &str) -> Result<Guest> {
+        let mut g = legacy::boot(&self.qemu, name)?;
+        g.run_ok(
+            &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt"),
+            Duration::from_secs(60),
+        )?;
+        Ok(g)
+    }
+
+    /// Boot whatever the disk boots now, wait for QEMU to exit, return the
+    /// serial log.
+    fn unattended(&self, name: &str) -> Result<String> {
+        let mut g = Guest::start(&self.qemu, name)?;
+        g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
+        Ok(g.serial())
+    }
+
+    fn done(&self, scenario: &str) {
+        eprintln!(
+            "{scenario}: passed in {:.1}s (logs {})",
+            self.t0.elapsed().as_secs_f64(),
+            self.logs.display()
+        );
+    }
+}
+
+fn migrate(g: &mut Guest, env: &str, extra: &str) -> Result<migrd_lab::guest::Output> {
+    g.run(
+        &format!("cd /root && {env} /mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack {OFFLINE} {extra} 2>&1"),
+        STEP,
+    )
+}
+
+/// Arm with --no-reboot, check it, reboot.
+fn arm_and_reboot(g: &mut Guest, env: &str, extra: &str) -> Result<()> {
+    let out = migrate(g, env, &format!("--no-reboot {extra}"))?;
+    ensure!(
+        out.code == 0,
+        "migrd migrate failed in the guest:\n{}",
+        out.text
+    );
+    let env = g.run_ok(
+        "grub-editenv /boot/grub/grubenv list",
+        Duration::from_secs(30),
+    )?;
+    ensure!(env.contains("next_entry=migrd-oneshot"), "grubenv: {env}");
+    g.send_line("systemctl reboot")?;
+    g.wait_exit(STEP)?;
+    Ok(())
+}
+
+fn stage2_events(serial: &str) -> Vec<serde_json::Value> {
+    let ev = events::parse(serial);
+    eprintln!("stage 2: {:?}", summary(&ev));
+    ev
+}
+
+/// Back in Debian after the ramdisk went back: canary intact, next_entry
+/// empty, and what `migrd status` says.
+fn check_back_in_debian(lab: &Lab, name: &str) -> Result<String> {
+    let mut g = lab.debian(name)?;
+    let sum = g.run_ok(
+        &format!("sha256sum {} | cut -d' ' -f1", legacy::CANARY),
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        sum.trim() == lab.canary_sha256,
+        "canary changed: {sum} vs {}",
+        lab.canary_sha256
+    );
+    let env = g.run_ok(
+        "grub-editenv /boot/grub/grubenv list",
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        env.lines().any(|l| l == "next_entry="),
+        "next_entry not cleared: {env}"
+    );
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    g.shutdown(STEP)?;
+    Ok(status)
+}
+
+/// Scenario 1: migrate. Debian → `migrd migrate` → GRUB boots the ramdisk
+/// once → balenaOS flashed with config.json (hostname carried) and the
+/// migration log → the new OS boots and reports.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn scenario_1_migrate_debian_bios_grub_to_balenaos() -> Result<()> {
+    let lab = lab("migrate-bios")?;
+    let mut g = lab.debian("1-debian")?;
+    // The real command: it reboots by itself.
+    g.send_line(&format!(
+        "cd /root && /mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack {OFFLINE}"
+    ))?;
+    g.wait_exit(STEP)
+        .context("migrd migrate did not reboot the guest")?;
+    let stage1 = g.serial();
+    ensure!(
+        stage1.contains("armed: next boot runs the migration ramdisk once"),
+        "stage 1 output: see {}",
+        g.log().display()
+    );
+
+    let serial = lab.unattended("2-ramdisk")?;
+    let ev = stage2_events(&serial);
+    for step in [
+        "verify",
+        "point-of-no-return",
+        "flash",
+        "reread-partitions",
+        "inject",
+        "done",
+    ] {
+        ensure!(
+            find(&ev, step, "ok").is_some(),
+            "no {step}/ok: {:?}",
+            summary(&ev)
+        );
+    }
+    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+
+    let serial = lab.unattended("3-balenaos")?;
+    let r = report::parse(&serial).context("balenaOS printed no report")?;
+    eprintln!("balenaOS report: {r}");
+    ensure!(r["config_json"]["deviceType"] == balena::DEVICE_TYPE, "{r}");
+    ensure!(r["config_json"]["applicationId"] == "1234", "{r}");
+    ensure!(
+        r["hostname"] == legacy::HOSTNAME,
+        "hostname not carried: {r}"
+    );
+    ensure!(r["has_api_key"] == true, "{r}");
+    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+    ensure!(r["migration_log"]["present"] == true, "{r}");
+    lab.done("scenario 1");
+    Ok(())
+}
+
+/// Corrupt `/boot/migrd/initramfs.img` inside the payload: flip one byte
+/// 1000 bytes before its end (the image is the stored segment's last file).
+const CORRUPT: &str = r#"f=/boot/migrd/initramfs.img; o=$(( $(stat -c %s $f) - 1000 ));
+b=$(dd if=$f bs=1 skip=$o count=1 2>/dev/null | od -An -tu1 | tr -d ' ');
+printf "\\$(printf %o $(( b ^ 255 )))" | dd of=$f bs=1 seek=$o conv=notrunc 2>/dev/null; sync; echo flipped $o $b"#;
+
+/// Scenario 2: fallback. The payload is corrupted after stage 1 armed the
+/// boot → the ramdisk stops at verify, before the point of no return → it
+/// reboots → Debian boots, canary intact, next_entry empty, and
+/// `migrd status` says what failed.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn scenario_2_corrupt_payload_falls_back_to_debian() -> Result<()> {
+    let lab = lab("fallback-bios")?;
+    let mut g = lab.debian("1-debian")?;
+    let out = migrate(&mut g, "", "--no-reboot")?;
+    ensure!(out.code == 0, "{}", out.text);
+    let flipped = g.run_ok(CORRUPT, Duration::from_secs(120))?;
+    eprintln!("{flipped}");
+    g.send_line("systemctl reboot")?;
+    g.wait_exit(STEP)?;
+
+    let ev = stage2_events(&lab.unattended("2-ramdisk")?);
+    let fail = find(&ev, "verify", "fail")
+        .with_context(|| format!("no verify/fail: {:?}", summary(&ev)))?;
+    ensure!(
+        fail["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/payload/balena.img.gz"),
+        "{fail}"
+    );
+    ensure!(
+        find(&ev, "point-of-no-return", "ok").is_none(),
+        "crossed the point of no return"
+    );
+    ensure!(
+        find(&ev, "status", "ok").is_some(),
+        "status not recorded: {:?}",
+        summary(&ev)
+    );
+
+    let status = check_back_in_debian(&lab, "3-debian")?;
+    eprintln!("migrd status:\n{status}");
+    ensure!(
+        status.contains("FAILED at step 'verify'") && status.contains("sha256"),
+        "{status}"
+    );
+    lab.done("scenario 2");
+    Ok(())
+}
+
+/// Scenario 3: pretend. Every step up to the point of no return runs in the
+/// ramdisk, then Debian boots again and `migrd status` says so.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn scenario_3_pretend_goes_back_and_says_it_passed() -> Result<()> {
+    let lab = lab("pretend-bios")?;
+    let mut g = lab.debian("1-debian")?;
+    arm_and_reboot(&mut g, "", "--pretend")?;
+    let ev = stage2_events(&lab.unattended("2-ramdisk")?);
+    ensure!(
+        find(&ev, "done", "ok").is_some() && find(&ev, "point-of-no-return", "ok").is_none(),
+        "{:?}",
+        summary(&ev)
+    );
+    let status = check_back_in_debian(&lab, "3-debian")?;
+    ensure!(status.contains("pretend succeeded"), "{status}");
+    lab.done("scenario 3");
+    Ok(())
+}
+
+/// Scenario 4: cancel. `migrd migrate --no-reboot` then `migrd cancel`:
+/// every file under /boot (grubenv included) byte-identical to before.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn scenario_4_cancel_restores_boot_byte_for_byte() -> Result<()> {
+    let lab = lab("cancel-bios")?;
+    let mut g = lab.debian("1-debian")?;
+    let hash_boot =
+        "find /boot -type f -print0 | sort -z | xargs -0 sha256sum; find /boot | sort | md5sum";
+    let before = g.run_ok(hash_boot, Duration::from_secs(120))?;
+    let out = migrate(&mut g, "", "--no-reboot")?;
+    ensure!(out.code == 0, "{}", out.text);
+    let armed = g.run_ok(hash_boot, Duration::from_secs(120))?;
+    ensure!(armed != before, "arming changed nothing under /boot");
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    ensure!(
+        status.contains("next boot runs the migration ramdisk"),
+        "{status}"
+    );
+    g.run_ok("/mnt/migrd cancel", Duration::from_secs(60))?;
+    let after = g.run_ok(hash_boot, Duration::from_secs(120))?;
+    if after != before {
+        bail!("/boot differs after cancel:\nbefore:\n{before}\nafter:\n{after}");
+    }
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    ensure!(status.contains("no migration armed"), "{status}");
+    g.shutdown(STEP)?;
+    lab.done("scenario 4");
+    Ok(())
+}
+
+/// Scenario 5: init dies. A test-only plan hook makes migrd-init exit right
+/// after reading the plan → the kernel panics → `panic=10` reboots → GRUB
+/// already cleared next_entry → Debian boots.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn scenario_5_init_dies_kernel_panics_debian_boots() -> Result<()> {
+    let lab = lab("panic-bios")?;
+    let mut g = lab.debian("1-debian")?;
+    arm_and_reboot(&mut g, "MIGRD_TEST_HOOK=exit-after=plan", "")?;
+    let serial = lab.unattended("2-ramdisk")?;
+    let ev = stage2_events(&serial);
+    ensure!(
+        find(&ev, "exit", "ok")
+            .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("test hook")),
+        "{:?}",
+        summary(&ev)
+    );
+    ensure!(
+        serial.contains("Kernel panic"),
+        "no kernel panic in the ramdisk boot"
+    );
+    ensure!(
+        serial.contains("Rebooting in 10 seconds"),
+        "panic=10 not in effect"
+    );
+    let status = check_back_in_debian(&lab, "3-debian")?;
+    eprintln!("migrd status:\n{status}");
+    lab.done("scenario 5");
+    Ok(())
+}
