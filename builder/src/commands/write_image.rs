@@ -29,6 +29,10 @@ pub struct WriteImageArgs {
     /// when stderr is not a terminal).
     #[arg(long)]
     pub json: bool,
+    /// Decode zstd with ruzstd (pure Rust, as the static stage-2 binary
+    /// does) instead of libzstd; for benchmarks.
+    #[arg(long, hide = true)]
+    pub pure_rust_zstd: bool,
 }
 
 /// Minimum time between two JSON progress events.
@@ -224,6 +228,11 @@ pub fn run(args: WriteImageArgs) -> anyhow::Result<()> {
         }
         let opts = flash::Options {
             verify: !args.no_verify,
+            zstd: if args.pure_rust_zstd {
+                flash::zstd::Backend::Rust
+            } else {
+                flash::zstd::Backend::best()
+            },
             ..flash::Options::default()
         };
         flash::write_image(&args.image, &mut dev, &opts, &mut |p| reporter.update(p))
