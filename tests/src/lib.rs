@@ -14,3 +14,5 @@ pub mod images;
 pub mod paths;
 pub mod qemu;
 pub mod report;
+#[cfg(feature = "images")]
+pub mod scenario;

@@ -11,157 +11,18 @@
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{bail, ensure, Context, Result};
-use migrd_lab::events::{self, find, summary};
-use migrd_lab::guest::Guest;
-use migrd_lab::images::{balena, data_disk, legacy};
-use migrd_lab::paths;
-use migrd_lab::qemu::Qemu;
+use migrd_lab::events::{find, summary};
+use migrd_lab::images::{balena, legacy};
 use migrd_lab::report;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use migrd_lab::scenario::{arm_and_reboot, lab, migrate, stage2_events, API_KEY, OFFLINE, STEP};
+use std::time::Duration;
 
-const TOOLS_LABEL: &str = "migrd-tools";
-const API_KEY: &str = "lab-api-key-7f3c";
-/// Flags for a device without network access (the lab has none): the API
-/// and VPN checks and the "no network profile" check are the operator's
-/// to skip, as with takeover.
-const OFFLINE: &str = "--no-api-check --no-vpn-check --no-nwmgr-check";
-const STEP: Duration = Duration::from_secs(600);
-
-struct Lab {
-    logs: PathBuf,
-    qemu: Qemu,
-    canary_sha256: String,
-    t0: Instant,
-}
-
-fn config_json() -> String {
-    format!(
-        r#"{{"applicationId":"1234","deviceType":"{}","apiEndpoint":"https://api.balena-cloud.com","vpnEndpoint":"vpn.balena-cloud.com","vpnPort":443,"apiKey":"{API_KEY}","userId":"42","listenPort":48484,"persistentLogging":false}}"#,
-        balena::DEVICE_TYPE
-    )
-}
-
-/// A fresh legacy device with migrd, its init, the image and config.json
-/// on a second disk.
-fn lab(scenario: &str) -> Result<Lab> {
-    let t0 = Instant::now();
-    let logs = paths::log_dir(scenario)?;
-    let dev = legacy::image(&logs)?;
-    let img = balena::image(&logs.join("balena"))?;
-    let stage = logs.join("tools");
-    std::fs::create_dir_all(&stage)?;
-    std::fs::copy(paths::migrd_bin()?, stage.join("migrd"))?;
-    std::fs::copy(
-        paths::init_bin("x86_64-unknown-linux-musl")?,
-        stage.join("migrd-init-x86_64"),
-    )?;
-    std::fs::copy(&img.gz, stage.join("balena.img.gz"))?;
-    std::fs::write(stage.join("config.json"), config_json())?;
-    let size = std::fs::metadata(&img.gz)?.len() + (64 << 20);
-    data_disk::ext4_disk(
-        &stage,
-        &logs.join("tools.img"),
-        TOOLS_LABEL,
-        (size >> 20) + 32,
-    )?;
-    let mut qemu = legacy::qemu(&dev.disk, &logs);
-    qemu.disk(&logs.join("tools.img"), Some("TOOLS0001"));
+fn done(lab: &migrd_lab::scenario::Lab, name: &str) {
     eprintln!(
-        "{scenario}: lab ready in {:.1}s",
-        t0.elapsed().as_secs_f64()
+        "{name}: passed in {:.1}s (logs {})",
+        lab.t0.elapsed().as_secs_f64(),
+        lab.logs.display()
     );
-    Ok(Lab {
-        logs,
-        qemu,
-        canary_sha256: dev.canary_sha256,
-        t0,
-    })
-}
-
-impl Lab {
-    /// Boot Debian to its shell, with the tools disk mounted on /mnt.
-    fn debian(&self, name: &str) -> Result<Guest> {
-        let mut g = legacy::boot(&self.qemu, name)?;
-        g.run_ok(
-            &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt"),
-            Duration::from_secs(60),
-        )?;
-        Ok(g)
-    }
-
-    /// Boot whatever the disk boots now, wait for QEMU to exit, return the
-    /// serial log.
-    fn unattended(&self, name: &str) -> Result<String> {
-        let mut g = Guest::start(&self.qemu, name)?;
-        g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
-        Ok(g.serial())
-    }
-
-    fn done(&self, scenario: &str) {
-        eprintln!(
-            "{scenario}: passed in {:.1}s (logs {})",
-            self.t0.elapsed().as_secs_f64(),
-            self.logs.display()
-        );
-    }
-}
-
-fn migrate(g: &mut Guest, env: &str, extra: &str) -> Result<migrd_lab::guest::Output> {
-    g.run(
-        &format!("cd /root && {env} /mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack {OFFLINE} {extra} 2>&1"),
-        STEP,
-    )
-}
-
-/// Arm with --no-reboot, check it, reboot.
-fn arm_and_reboot(g: &mut Guest, env: &str, extra: &str) -> Result<()> {
-    let out = migrate(g, env, &format!("--no-reboot {extra}"))?;
-    ensure!(
-        out.code == 0,
-        "migrd migrate failed in the guest:\n{}",
-        out.text
-    );
-    let env = g.run_ok(
-        "grub-editenv /boot/grub/grubenv list",
-        Duration::from_secs(30),
-    )?;
-    ensure!(env.contains("next_entry=migrd-oneshot"), "grubenv: {env}");
-    g.send_line("systemctl reboot")?;
-    g.wait_exit(STEP)?;
-    Ok(())
-}
-
-fn stage2_events(serial: &str) -> Vec<serde_json::Value> {
-    let ev = events::parse(serial);
-    eprintln!("stage 2: {:?}", summary(&ev));
-    ev
-}
-
-/// Back in Debian after the ramdisk went back: canary intact, next_entry
-/// empty, and what `migrd status` says.
-fn check_back_in_debian(lab: &Lab, name: &str) -> Result<String> {
-    let mut g = lab.debian(name)?;
-    let sum = g.run_ok(
-        &format!("sha256sum {} | cut -d' ' -f1", legacy::CANARY),
-        Duration::from_secs(30),
-    )?;
-    ensure!(
-        sum.trim() == lab.canary_sha256,
-        "canary changed: {sum} vs {}",
-        lab.canary_sha256
-    );
-    let env = g.run_ok(
-        "grub-editenv /boot/grub/grubenv list",
-        Duration::from_secs(30),
-    )?;
-    ensure!(
-        env.lines().any(|l| l == "next_entry="),
-        "next_entry not cleared: {env}"
-    );
-    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
-    g.shutdown(STEP)?;
-    Ok(status)
 }
 
 /// Scenario 1: migrate. Debian → `migrd migrate` → GRUB boots the ramdisk
@@ -215,7 +76,7 @@ fn scenario_1_migrate_debian_bios_grub_to_balenaos() -> Result<()> {
     ensure!(r["has_api_key"] == true, "{r}");
     ensure!(!serial.contains(API_KEY), "the API key reached the console");
     ensure!(r["migration_log"]["present"] == true, "{r}");
-    lab.done("scenario 1");
+    done(&lab, "scenario 1");
     Ok(())
 }
 
@@ -261,13 +122,13 @@ fn scenario_2_corrupt_payload_falls_back_to_debian() -> Result<()> {
         summary(&ev)
     );
 
-    let status = check_back_in_debian(&lab, "3-debian")?;
+    let status = lab.check_back_in_debian("3-debian")?;
     eprintln!("migrd status:\n{status}");
     ensure!(
         status.contains("FAILED at step 'verify'") && status.contains("sha256"),
         "{status}"
     );
-    lab.done("scenario 2");
+    done(&lab, "scenario 2");
     Ok(())
 }
 
@@ -285,9 +146,9 @@ fn scenario_3_pretend_goes_back_and_says_it_passed() -> Result<()> {
         "{:?}",
         summary(&ev)
     );
-    let status = check_back_in_debian(&lab, "3-debian")?;
+    let status = lab.check_back_in_debian("3-debian")?;
     ensure!(status.contains("pretend succeeded"), "{status}");
-    lab.done("scenario 3");
+    done(&lab, "scenario 3");
     Ok(())
 }
 
@@ -318,7 +179,7 @@ fn scenario_4_cancel_restores_boot_byte_for_byte() -> Result<()> {
     let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
     ensure!(status.contains("no migration armed"), "{status}");
     g.shutdown(STEP)?;
-    lab.done("scenario 4");
+    done(&lab, "scenario 4");
     Ok(())
 }
 
@@ -347,8 +208,8 @@ fn scenario_5_init_dies_kernel_panics_debian_boots() -> Result<()> {
         serial.contains("Rebooting in 10 seconds"),
         "panic=10 not in effect"
     );
-    let status = check_back_in_debian(&lab, "3-debian")?;
+    let status = lab.check_back_in_debian("3-debian")?;
     eprintln!("migrd status:\n{status}");
-    lab.done("scenario 5");
+    done(&lab, "scenario 5");
     Ok(())
 }

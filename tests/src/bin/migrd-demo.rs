@@ -1,18 +1,18 @@
-//! The README's demo: build a migration ramdisk for a virtual x86_64 device
-//! with `migrd build`, boot it under QEMU with Debian's kernel, and tell what
-//! stage 2 did, step by step.
+//! The README's demo: lab scenario 1 with commentary. A virtual x86_64
+//! device runs Debian bookworm (real SeaBIOS, GRUB, kernel, systemd under
+//! QEMU); `migrd migrate` runs inside it, the device reboots once into the
+//! migration ramdisk, which flashes balenaOS and carries the device's
+//! identity over; then the new OS boots and reports what it found.
 //!
-//! Until the full migration lab lands, the device is a bare virtual disk and
-//! the "image" a stand-in payload; everything else (kernel, modules, init,
-//! ramdisk layout, verification) is the real thing.
+//! The balenaOS image is the lab's synthetic one (the real partition
+//! layout; its "OS" prints a report), because the real one cannot be
+//! downloaded here.
 
 use anyhow::{ensure, Context, Result};
-use migrd_lab::events::{self, find};
-use migrd_lab::paths;
-use migrd_lab::qemu::{Ended, Qemu};
-use std::io::Write;
-use std::process::Command;
-use std::time::Duration;
+use migrd_lab::events;
+use migrd_lab::report;
+use migrd_lab::scenario::{lab, stage2_events, OFFLINE, STEP};
+use std::time::{Duration, Instant};
 
 fn main() {
     if let Err(e) = run() {
@@ -22,93 +22,81 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let k = paths::kernel("amd64")?;
-    let logs = paths::log_dir("demo")?;
-    let img = logs.join("balena.img.gz");
-    let mut enc =
-        flate2::write::GzEncoder::new(std::fs::File::create(&img)?, flate2::Compression::fast());
-    for i in 0..(4u32 << 20) / 4 {
-        enc.write_all(&i.wrapping_mul(2_654_435_761).to_le_bytes())?;
-    }
-    enc.finish()?;
-    let cfg = logs.join("config.json");
-    std::fs::write(
-        &cfg,
-        br#"{"deviceType":"genericx86-64-ext","applicationId":1,"apiKey":"demo"}"#,
+    let t0 = Instant::now();
+    println!("== preparing the virtual device (first run builds a Debian image: a few minutes)");
+    let lab = lab("demo")?;
+
+    println!("== boot 1: the old OS");
+    let mut g = lab.debian("1-debian")?;
+    let os = g.run_ok(
+        ". /etc/os-release; echo \"$PRETTY_NAME\"",
+        Duration::from_secs(30),
     )?;
-    let disk = logs.join("device-disk.img");
-    std::fs::File::create(&disk)?.set_len(256 << 20)?;
+    let kernel = g.run_ok("uname -r", Duration::from_secs(30))?;
+    let host = g.run_ok("hostname", Duration::from_secs(30))?;
+    println!("   {os}, kernel {kernel}, hostname {host}");
+    let cmd =
+        format!("/mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack {OFFLINE}");
+    println!("   running: {cmd}");
+    g.send_line(&format!("cd /root && {cmd}"))?;
+    g.wait_exit(STEP)
+        .context("migrd migrate did not reboot the device")?;
+    for line in g.serial().lines().map(|l| l.trim_end_matches('\r')) {
+        if [
+            "PASS ",
+            "WARN ",
+            "FAIL ",
+            "armed:",
+            "migrd will",
+            "Carried over",
+        ]
+        .iter()
+        .any(|p| line.starts_with(p))
+        {
+            println!("   | {line}");
+        }
+    }
 
-    println!(
-        "1. migrd build: ramdisk for Debian kernel {} (x86_64)",
-        k.release
-    );
-    let out = logs.join("ramdisk");
-    let st = Command::new(paths::migrd_bin()?)
-        .args(["build", "--arch", "x86_64", "--kernel-release", &k.release])
-        .arg("--modules-dir")
-        .arg(&k.modules_dir)
-        .arg("-i")
-        .arg(&img)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("--init")
-        .arg(paths::init_bin("x86_64-unknown-linux-musl")?)
-        .args(["--target", "serial=DEMO-DISK-1", "--pretend", "-o"])
-        .arg(&out)
-        .status()?;
-    ensure!(st.success(), "migrd build failed");
-
-    println!("\n2. booting the virtual device (QEMU, TCG) into the ramdisk...");
-    let cmdline = format!(
-        "{} console=ttyS0 quiet",
-        std::fs::read_to_string(out.join("cmdline.txt"))?.trim()
-    );
-    let r = Qemu::x86_64(&logs)
-        .kernel(&k.image, &out.join("initramfs.img"), &cmdline)
-        .disk(&disk, Some("DEMO-DISK-1"))
-        .run(Duration::from_secs(180), None)?;
-    let ev = events::parse(&r.serial);
-    println!(
-        "   QEMU ended: {:?} after {:.1} s (serial log: {})",
-        r.ended,
-        r.elapsed.as_secs_f64(),
-        r.log.display()
-    );
-
-    println!("\n3. what migrd-init (PID 1) reported:");
+    println!("== boot 2: GRUB boots the migration ramdisk once");
+    let serial = lab.unattended("2-ramdisk")?;
+    let ev = stage2_events(&serial);
     for e in &ev {
-        let msg = e["msg"].as_str().unwrap_or("");
-        let extra = match e["step"].as_str() {
-            Some("modules") => format!(
-                "{} modules loaded",
-                e["data"]["loaded"].as_array().map(Vec::len).unwrap_or(0)
-            ),
-            Some("verify") => format!(
-                "{} ({} bytes)",
-                e["data"]["path"].as_str().unwrap_or(""),
-                e["data"]["size"]
-            ),
-            _ => String::new(),
-        };
+        if e["status"] == "progress" {
+            continue;
+        }
         println!(
-            "   {:>6} ms  {:<13} {:<5} {msg} {extra}",
+            "   {:>6} ms  {:<19} {:<5} {}",
             e["t_ms"].as_u64().unwrap_or(0),
             e["step"].as_str().unwrap_or("?"),
-            e["status"].as_str().unwrap_or("?")
+            e["status"].as_str().unwrap_or("?"),
+            e["msg"].as_str().unwrap_or("")
         );
     }
-    let done = find(&ev, "done", "ok").is_some();
     ensure!(
-        r.ended == Ended::Exited(Some(0)) && done,
-        "stage 2 did not complete; see {}",
-        r.log.display()
+        events::find(&ev, "done", "ok").is_some(),
+        "the ramdisk did not finish; see {}",
+        lab.logs.display()
     );
-    let t = find(&ev, "find-target", "ok").context("no target")?;
+
+    println!("== boot 3: the new OS");
+    let serial = lab.unattended("3-balenaos")?;
+    let r = report::parse(&serial).context("the new OS printed no report")?;
+    let inject = events::find(&ev, "inject", "ok")
+        .map(|e| e["data"]["written"].clone())
+        .unwrap_or_default();
+
+    println!("\nSummary ({:.0} s in all)", t0.elapsed().as_secs_f64());
+    println!("  old OS:        {os} on BIOS + GRUB, hostname {host}");
+    println!("  carried over:  {inject} (the API key travelled but was never printed)");
     println!(
-        "\nSummary: the ramdisk booted, found the target disk /dev/{} by its serial, verified every payload \
-         file by SHA-256 and, being a pretend run, went back without writing anything.",
-        t["data"]["disk"]["name"].as_str().unwrap_or("?")
+        "  new OS found:  partitions {}; config.json for fleet {} ({}), hostname {}, API key present: {}; migration log: {} bytes",
+        r["partitions"],
+        r["config_json"]["applicationId"],
+        r["config_json"]["deviceType"],
+        r["hostname"],
+        r["has_api_key"],
+        r["migration_log"]["size"]
     );
+    println!("  logs:          {}", lab.logs.display());
     Ok(())
 }

@@ -1,0 +1,158 @@
+//! The migration lab's building blocks, shared by the scenario tests and
+//! the README's demo: a fresh legacy device (Debian bookworm, BIOS + GRUB)
+//! with `migrd`, its init, the synthetic balenaOS image and a config.json on
+//! a second disk; booting it; running migrd in it.
+
+use crate::events;
+use crate::guest::{Guest, Output};
+use crate::images::{balena, data_disk, legacy};
+use crate::paths;
+use crate::qemu::Qemu;
+use anyhow::{ensure, Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Label of the second disk that carries migrd into the guest.
+pub const TOOLS_LABEL: &str = "migrd-tools";
+/// The fleet API key in the lab's config.json (never to appear in logs).
+pub const API_KEY: &str = "lab-api-key-7f3c";
+/// Flags for a device without network access (the lab has none): the API,
+/// VPN and "no network profile" checks are skipped, as an operator would
+/// with takeover.
+pub const OFFLINE: &str = "--no-api-check --no-vpn-check --no-nwmgr-check";
+/// Upper bound for any one boot or command.
+pub const STEP: Duration = Duration::from_secs(600);
+
+/// A prepared legacy device.
+pub struct Lab {
+    /// Logs and disks of this run.
+    pub logs: PathBuf,
+    /// QEMU with the device's disk and the tools disk.
+    pub qemu: Qemu,
+    /// SHA-256 of the device's canary file.
+    pub canary_sha256: String,
+    /// When preparation started.
+    pub t0: Instant,
+}
+
+/// The lab's config.json (a fleet of the synthetic image's device type).
+pub fn config_json() -> String {
+    format!(
+        r#"{{"applicationId":"1234","deviceType":"{}","apiEndpoint":"https://api.balena-cloud.com","vpnEndpoint":"vpn.balena-cloud.com","vpnPort":443,"apiKey":"{API_KEY}","userId":"42","listenPort":48484,"persistentLogging":false}}"#,
+        balena::DEVICE_TYPE
+    )
+}
+
+/// A fresh legacy device for `scenario`, logs in `target/lab/logs/<scenario>/`.
+pub fn lab(scenario: &str) -> Result<Lab> {
+    let t0 = Instant::now();
+    let logs = paths::log_dir(scenario)?;
+    let dev = legacy::image(&logs)?;
+    let img = balena::image(&logs.join("balena"))?;
+    let stage = logs.join("tools");
+    std::fs::create_dir_all(&stage)?;
+    std::fs::copy(paths::migrd_bin()?, stage.join("migrd"))?;
+    std::fs::copy(
+        paths::init_bin("x86_64-unknown-linux-musl")?,
+        stage.join("migrd-init-x86_64"),
+    )?;
+    std::fs::copy(&img.gz, stage.join("balena.img.gz"))?;
+    std::fs::write(stage.join("config.json"), config_json())?;
+    let size = std::fs::metadata(&img.gz)?.len() + (64 << 20);
+    data_disk::ext4_disk(
+        &stage,
+        &logs.join("tools.img"),
+        TOOLS_LABEL,
+        (size >> 20) + 32,
+    )?;
+    let mut qemu = legacy::qemu(&dev.disk, &logs);
+    qemu.disk(&logs.join("tools.img"), Some("TOOLS0001"));
+    Ok(Lab {
+        logs,
+        qemu,
+        canary_sha256: dev.canary_sha256,
+        t0,
+    })
+}
+
+impl Lab {
+    /// Boot Debian to its shell, with the tools disk mounted on /mnt.
+    pub fn debian(&self, name: &str) -> Result<Guest> {
+        let mut g = legacy::boot(&self.qemu, name)?;
+        g.run_ok(
+            &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt"),
+            Duration::from_secs(60),
+        )?;
+        Ok(g)
+    }
+
+    /// Boot whatever the disk boots now and wait for QEMU to exit; returns
+    /// the serial log.
+    pub fn unattended(&self, name: &str) -> Result<String> {
+        let mut g = Guest::start(&self.qemu, name)?;
+        g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
+        Ok(g.serial())
+    }
+
+    /// Back in Debian after the ramdisk went back: canary intact,
+    /// `next_entry` empty; returns what `migrd status` says.
+    pub fn check_back_in_debian(&self, name: &str) -> Result<String> {
+        let mut g = self.debian(name)?;
+        let sum = g.run_ok(
+            &format!("sha256sum {} | cut -d' ' -f1", legacy::CANARY),
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            sum.trim() == self.canary_sha256,
+            "canary changed: {sum} vs {}",
+            self.canary_sha256
+        );
+        let env = g.run_ok(
+            "grub-editenv /boot/grub/grubenv list",
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            env.lines().any(|l| l == "next_entry="),
+            "next_entry not cleared: {env}"
+        );
+        let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+        g.shutdown(STEP)?;
+        Ok(status)
+    }
+}
+
+/// `migrd migrate` in the guest with the lab's inputs; `env` prefixes the
+/// command (e.g. a test hook), `extra` adds flags.
+pub fn migrate(g: &mut Guest, env: &str, extra: &str) -> Result<Output> {
+    g.run(
+        &format!(
+            "cd /root && {env} /mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack {OFFLINE} {extra} 2>&1"
+        ),
+        STEP,
+    )
+}
+
+/// Arm with `--no-reboot`, check grubenv, reboot (QEMU exits).
+pub fn arm_and_reboot(g: &mut Guest, env: &str, extra: &str) -> Result<()> {
+    let out = migrate(g, env, &format!("--no-reboot {extra}"))?;
+    ensure!(
+        out.code == 0,
+        "migrd migrate failed in the guest:\n{}",
+        out.text
+    );
+    let env = g.run_ok(
+        "grub-editenv /boot/grub/grubenv list",
+        Duration::from_secs(30),
+    )?;
+    ensure!(env.contains("next_entry=migrd-oneshot"), "grubenv: {env}");
+    g.send_line("systemctl reboot")?;
+    g.wait_exit(STEP)?;
+    Ok(())
+}
+
+/// Stage 2's events from a ramdisk boot's serial log.
+pub fn stage2_events(serial: &str) -> Vec<serde_json::Value> {
+    let ev = events::parse(serial);
+    eprintln!("stage 2: {:?}", events::summary(&ev));
+    ev
+}
