@@ -50,9 +50,15 @@ pub fn from_probe(root: &Path, facts: &Facts) -> Result<GrubFacts> {
         );
     };
     let (uuid, _) = fs_uuid(root, boot)?;
+    Ok(assemble(&grub.dir, boot, uuid))
+}
+
+/// The strategy's facts from the probe's: GRUB's folder, the filesystem
+/// holding /boot (with the storage layers under it) and its UUID.
+pub fn assemble(grub_dir: &str, boot: &MountedOn, uuid: String) -> GrubFacts {
     let files_dir = "/boot/migrd";
-    Ok(GrubFacts {
-        grub_dir: PathBuf::from(&grub.dir),
+    GrubFacts {
+        grub_dir: PathBuf::from(grub_dir),
         grub_dir_fstype: boot.fstype.clone(),
         grub_dir_layers: boot
             .layers
@@ -63,12 +69,68 @@ pub fn from_probe(root: &Path, facts: &Facts) -> Result<GrubFacts> {
         files_fs_uuid: uuid,
         files_dir: PathBuf::from(files_dir),
         files_dir_in_fs: in_fs(files_dir, &boot.mount_point),
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::probe::disks::Layer;
+
+    fn mounted(mount_point: &str, fstype: &str, kinds: &[&str]) -> MountedOn {
+        MountedOn {
+            mount_point: mount_point.into(),
+            fstype: fstype.into(),
+            source: "/dev/x".into(),
+            layers: kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Layer {
+                    name: format!("l{i}"),
+                    kind: k.to_string(),
+                    dm_name: None,
+                })
+                .collect(),
+            disks: vec!["sda".into()],
+            partuuid: None,
+        }
+    }
+
+    #[test]
+    fn grubenv_on_lvm_raid_or_btrfs_is_refused_from_probe_facts() {
+        use migrd_bootloaders::grub::detect;
+        // /boot on the root filesystem, which sits on LVM (Ubuntu's default
+        // without a separate /boot): refuse, naming the layer.
+        let f = assemble(
+            "/boot/grub",
+            &mounted("/", "ext4", &["lvm", "partition", "disk"]),
+            "u".into(),
+        );
+        let e = detect(&f).unwrap_err().to_string();
+        assert!(e.contains("lvm") && e.contains("--boot-via"), "{e}");
+        let f = assemble(
+            "/boot/grub",
+            &mounted("/", "ext4", &["md", "partition", "disk"]),
+            "u".into(),
+        );
+        assert!(detect(&f).is_err());
+        let f = assemble(
+            "/boot/grub",
+            &mounted("/", "btrfs", &["partition", "disk"]),
+            "u".into(),
+        );
+        assert!(detect(&f).unwrap_err().to_string().contains("btrfs"));
+        // A separate plain /boot partition is fine, and paths become
+        // relative to it.
+        let f = assemble(
+            "/boot/grub",
+            &mounted("/boot", "ext4", &["partition", "disk"]),
+            "u".into(),
+        );
+        assert!(detect(&f).is_ok());
+        assert_eq!(f.files_dir_in_fs, "/migrd");
+    }
 
     #[test]
     fn paths_are_relative_to_their_filesystem() {
