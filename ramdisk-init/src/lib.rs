@@ -7,10 +7,10 @@
 
 pub mod arch;
 pub mod events;
+pub mod flash;
 pub mod fsfile;
 pub mod fsprobe;
 pub mod inject;
-pub mod flash;
 pub mod live;
 pub mod oldos;
 pub mod partfind;
