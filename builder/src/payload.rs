@@ -2,24 +2,24 @@
 //! size and SHA-256, which the plan records and stage 2 checks.
 
 use anyhow::{Context, Result};
+use migrd_init::flash::format::{self, Format, Sniffed};
 use migrd_init::payload::sha256_hex;
 use migrd_init::plan::Compression;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-/// Recognise a file's compression from its first bytes.
+/// Recognise a file's compression from its first bytes, with the flash
+/// engine's sniffer (one definition of the magics for both stages).
+/// Formats the engine does not decode count as uncompressed here; the image
+/// checks reject them by content.
 pub fn sniff(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Compression::Xz
-    } else if head.starts_with(b"PK\x03\x04") {
-        Compression::Zip
-    } else {
-        Compression::None
+    match format::sniff(head) {
+        Sniffed::Known(Format::Gzip) => Compression::Gzip,
+        Sniffed::Known(Format::Zstd) => Compression::Zstd,
+        Sniffed::Known(Format::Xz) => Compression::Xz,
+        Sniffed::Known(Format::Zip) => Compression::Zip,
+        Sniffed::Known(Format::Raw) | Sniffed::Unsupported(_) => Compression::None,
     }
 }
 

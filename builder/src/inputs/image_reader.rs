@@ -10,20 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// Recognise compression by magic bytes.
-pub fn sniff(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Compression::Xz
-    } else if head.starts_with(b"PK\x03\x04") {
-        Compression::Zip
-    } else {
-        Compression::None
-    }
-}
+pub use crate::payload::sniff;
 
 fn le16(b: &[u8], o: usize) -> u64 {
     u64::from(u16::from_le_bytes([b[o], b[o + 1]]))
