@@ -77,6 +77,9 @@ struct Line<'a> {
 pub struct EventLog<W: Write> {
     out: W,
     started: Instant,
+    /// Console verbosity: below `Info` only failures reach the console
+    /// (the history, copied to the new OS and the log device, keeps all).
+    pub console_level: crate::plan::LogLevel,
     /// Every line emitted, kept so it can be copied to the new OS later.
     pub history: Vec<String>,
 }
@@ -87,6 +90,7 @@ impl<W: Write> EventLog<W> {
         EventLog {
             out,
             started: Instant::now(),
+            console_level: crate::plan::LogLevel::Info,
             history: Vec::new(),
         }
     }
@@ -105,9 +109,13 @@ impl<W: Write> EventLog<W> {
         let text = serde_json::to_string(&line).unwrap_or_else(|_| {
             format!("{{\"migrd\":1,\"step\":\"{step:?}\",\"status\":\"{status:?}\"}}")
         });
-        // Kernel messages may have left the cursor mid-line.
-        let _ = writeln!(self.out, "\r\n{text}\r");
-        let _ = self.out.flush();
+        use crate::plan::LogLevel;
+        let show = status == Status::Fail || self.console_level >= LogLevel::Info;
+        if show {
+            // Kernel messages may have left the cursor mid-line.
+            let _ = writeln!(self.out, "\r\n{text}\r");
+            let _ = self.out.flush();
+        }
         self.history.push(text);
     }
 
@@ -149,5 +157,20 @@ mod tests {
         let v0: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(v0["msg"], "hello \"quoted\"\nnewline");
         assert!(v0.get("data").is_none());
+    }
+
+    #[test]
+    fn quiet_consoles_show_failures_only_but_history_keeps_all() {
+        let mut buf = Vec::new();
+        let mut log = EventLog::new(&mut buf);
+        log.console_level = crate::plan::LogLevel::Error;
+        log.note(Step::Start, Status::Begin, "a");
+        log.note(Step::Verify, Status::Fail, "b");
+        assert_eq!(log.history.len(), 2);
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            !text.contains("\"start\"") && text.contains("\"verify\""),
+            "{text}"
+        );
     }
 }

@@ -29,6 +29,26 @@ struct StatusFile<'a> {
     events: Vec<serde_json::Value>,
 }
 
+/// Write `bytes` to `rel` on the filesystem with UUID `uuid`, mounting it
+/// for the time of the write.
+pub fn write_on<S: System>(
+    sys: &mut S,
+    uuid: &str,
+    fstype: &str,
+    rel: &str,
+    bytes: &[u8],
+) -> Result<String, String> {
+    let found = partfind::by_uuid(sys, uuid)?;
+    let mnt = sys.payload_root().join("mnt/oldos");
+    std::fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
+    sys.mount(&found.dev, fstype, &mnt)?;
+    let res = write_synced(&mnt, rel, bytes, 0o644);
+    let un = sys.umount(&mnt);
+    res?;
+    un?;
+    Ok(format!("{rel} on {}", found.dev.display()))
+}
+
 /// Write the status file. Errors are returned for the event log; they never
 /// stop the fallback.
 pub fn record<S: System, W: Write>(
@@ -39,10 +59,6 @@ pub fn record<S: System, W: Write>(
     step: &str,
     reason: &str,
 ) -> Result<String, String> {
-    let found = partfind::by_uuid(sys, &at.fs_uuid)?;
-    let mnt = sys.payload_root().join("mnt/oldos");
-    std::fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
-    sys.mount(&found.dev, &at.fstype, &mnt)?;
     let body = StatusFile {
         migrd_status: 1,
         outcome,
@@ -54,10 +70,25 @@ pub fn record<S: System, W: Write>(
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect(),
     };
-    let text = serde_json::to_string_pretty(&body).map_err(|e| e.to_string());
-    let res = text.and_then(|t| write_synced(&mnt, &at.path, t.as_bytes(), 0o644));
-    let un = sys.umount(&mnt);
-    res?;
-    un?;
-    Ok(format!("{} on {}", at.path, found.dev.display()))
+    let text = serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?;
+    write_on(sys, &at.fs_uuid, &at.fstype, &at.path, text.as_bytes())
+}
+
+/// Where stage 2's log goes on the log device.
+pub const DEVICE_LOG_PATH: &str = "migrd/stage2.log";
+
+/// Copy the whole event log to the log device (takeover's `-l`).
+pub fn copy_log<S: System, W: Write>(
+    sys: &mut S,
+    log: &EventLog<W>,
+    at: &StatusLocation,
+) -> Result<String, String> {
+    let text = log.history.join("\n") + "\n";
+    write_on(
+        sys,
+        &at.fs_uuid,
+        &at.fstype,
+        DEVICE_LOG_PATH,
+        text.as_bytes(),
+    )
 }

@@ -302,10 +302,10 @@ pub struct LogSettings {
     /// Verbosity.
     #[serde(default)]
     pub level: LogLevel,
-    /// A partition (by PARTUUID) to copy the log to, on a disk that is not
-    /// the target.
+    /// A filesystem on another disk (a USB stick) where stage 2 copies its
+    /// log before leaving, whatever the outcome (takeover's `-l`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_partuuid: Option<String>,
+    pub device: Option<StatusLocation>,
 }
 
 /// Why a plan could not be used.

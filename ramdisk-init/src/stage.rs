@@ -62,7 +62,7 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
         concat!("migrd-init ", env!("CARGO_PKG_VERSION")),
     );
     let mut plan_seen: Option<Plan> = None;
-    match before_ponr(sys, log, &mut plan_seen) {
+    let exit = match before_ponr(sys, log, &mut plan_seen) {
         Ok(Pre::Leave(exit)) => exit,
         Ok(Pre::Continue(plan, disk)) => after_ponr(sys, log, &plan, &disk),
         Err(Failed(step, reason)) => {
@@ -72,7 +72,19 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
             }
             Exit::Fallback { step, reason }
         }
+    };
+    let device = plan_seen.as_ref().and_then(|p| p.log.device.clone());
+    if let (Some(at), false) = (device, exit == Exit::TestExit) {
+        match oldos::copy_log(sys, log, &at) {
+            Ok(w) => log.note(Step::Status, Status::Ok, &format!("log copied to {w}")),
+            Err(e) => log.note(
+                Step::Status,
+                Status::Fail,
+                &format!("copying the log to the log device: {e}"),
+            ),
+        }
     }
+    exit
 }
 
 fn leave_word<S: System, W: Write>(
@@ -121,6 +133,7 @@ fn before_ponr<S: System, W: Write>(
 
     let text = sys.read_plan().map_err(|e| Failed(Step::Plan, e))?;
     let plan = Plan::from_json(&text).map_err(|e| Failed(Step::Plan, e.to_string()))?;
+    log.console_level = plan.log.level;
     log.emit(
         Step::Plan,
         Status::Ok,

@@ -36,6 +36,8 @@ impl Fake {
     fn table(&self) -> BTreeMap<PathBuf, FsInfo> {
         let dev = self.root.join("dev");
         let mut m = BTreeMap::new();
+        // A USB stick for the log, untouched by flashing.
+        m.insert(dev.join("sdb1"), fs("vfat", "LOGS", "10G-0001"));
         if self.flashed {
             m.insert(dev.join("vda1"), fs("vfat", "resin-boot", "AAAA-0001"));
             m.insert(dev.join("vda2"), fs("ext4", "resin-rootA", "r-a"));
@@ -84,8 +86,11 @@ impl System for Fake {
         Ok(self.disks.clone())
     }
     fn partitions(&self, disk: &str) -> Result<Vec<PathBuf>, String> {
-        assert_eq!(disk, "vda");
-        Ok(self.table().into_keys().collect())
+        Ok(self
+            .table()
+            .into_keys()
+            .filter(|p| p.to_string_lossy().contains(&format!("/dev/{disk}")))
+            .collect())
     }
     fn fs_info(&self, dev: &Path) -> Option<FsInfo> {
         self.table().get(dev).cloned()
@@ -170,11 +175,18 @@ fn setup(content: &[u8], tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, F
     let fake = Fake {
         plan: plan.to_json().unwrap(),
         root: d.path().to_path_buf(),
-        disks: vec![Disk {
-            name: "vda".into(),
-            serial: Some("DISK1".into()),
-            ..Default::default()
-        }],
+        disks: vec![
+            Disk {
+                name: "sdb".into(),
+                serial: Some("USB-STICK".into()),
+                ..Default::default()
+            },
+            Disk {
+                name: "vda".into(),
+                serial: Some("DISK1".into()),
+                ..Default::default()
+            },
+        ],
         appear_after: Cell::new(3),
         needs: vec![("virtio_blk", "virtio")],
         loaded: vec![],
@@ -293,6 +305,26 @@ fn a_flipped_byte_falls_back_before_writing_and_says_why_to_the_old_os() {
 }
 
 #[test]
+fn the_log_device_gets_the_whole_log_whatever_the_outcome() {
+    for content in [&b"abc"[..], &b"abd"[..]] {
+        let (_d, mut sys) = setup(content, |p| {
+            p.log.device = Some(StatusLocation {
+                fs_uuid: "10G-0001".into(),
+                fstype: "vfat".into(),
+                path: String::new(),
+            })
+        });
+        let mut buf = Vec::new();
+        let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+        let log =
+            std::fs::read_to_string(sys.fs_dir("10G-0001").join(crate::oldos::DEVICE_LOG_PATH))
+                .unwrap();
+        assert!(log.contains("\"verify\""), "{exit:?}: {log}");
+        assert!(!log.contains("s3cret"));
+    }
+}
+
+#[test]
 fn pretend_runs_up_to_the_point_of_no_return_and_goes_back() {
     let (_d, mut sys) = setup(b"abc", |p| p.pretend = true);
     let mut buf = Vec::new();
@@ -349,7 +381,7 @@ fn short_payload_missing_disk_and_bad_plans_fall_back() {
         }
     ));
     let (_d, mut sys) = setup(b"abc", |_| {});
-    sys.disks[0].serial = Some("SOMETHING-ELSE".into());
+    sys.disks[1].serial = Some("SOMETHING-ELSE".into());
     let mut buf = Vec::new();
     assert!(matches!(
         run(&mut sys, &mut EventLog::new(&mut buf)),

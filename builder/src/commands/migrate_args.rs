@@ -36,6 +36,18 @@ impl Level {
             Level::Trace => log::LevelFilter::Trace,
         }
     }
+
+    /// The same level for stage 2's plan.
+    pub fn stage2(self) -> migrd_init::plan::LogLevel {
+        use migrd_init::plan::LogLevel;
+        match self {
+            Level::Error => LogLevel::Error,
+            Level::Warn => LogLevel::Warn,
+            Level::Info => LogLevel::Info,
+            Level::Debug => LogLevel::Debug,
+            Level::Trace => LogLevel::Trace,
+        }
+    }
 }
 
 fn parse_strategy(s: &str) -> Result<StrategyKind, String> {

@@ -193,7 +193,13 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             strategy: strategy.plan_strategy(),
             disarm: vec![],
         },
-        log: LogSettings::default(),
+        log: LogSettings {
+            level: a.s2_log_level.unwrap_or(a.log_level).stage2(),
+            device: match &a.log_to {
+                Some(dev) => Some(log_device(root, dev)?),
+                None => None,
+            },
+        },
         pretend: a.pretend,
         status: Some(StatusLocation {
             fs_uuid: boot_uuid,
@@ -204,7 +210,36 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         cmdline_extra: k.consoles.join(" "),
     };
     let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
+    let result = arm_and_maybe_reboot(root, &a, strategy, &image, target_disk, &gf, &k, &built);
+    // The ramdisk was copied to /boot; the work copy is only for debugging.
+    if !a.no_cleanup {
+        let _ = std::fs::remove_dir_all(work.join("ramdisk"));
+        let _ = std::fs::remove_file(work.join("backup.tgz"));
+    }
+    result
+}
 
+/// The filesystem of the `-l` log device, by UUID (device names move).
+fn log_device(root: &Path, dev: &Path) -> Result<StatusLocation> {
+    let p = root.join(dev.strip_prefix("/").unwrap_or(dev));
+    let mut f = std::fs::File::open(&p).with_context(|| format!("log device {}", dev.display()))?;
+    match migrd_init::fsprobe::probe(&mut f)? {
+        Some(i) => Ok(StatusLocation { fs_uuid: i.uuid, fstype: i.fstype, path: String::new() }),
+        None => bail!("log device {}: no ext2/3/4 or FAT filesystem on it; format it (mkfs.vfat) or pick another", dev.display()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn arm_and_maybe_reboot(
+    root: &Path,
+    a: &MigrateArgs,
+    strategy: StrategyKind,
+    image: &Path,
+    target_disk: &crate::probe::disks::DiskInfo,
+    gf: &migrd_bootloaders::grub::GrubFacts,
+    k: &kernel::RunningKernel,
+    built: &ramdisk::Built,
+) -> Result<()> {
     let summary = format!(
         "\nmigrd will arm a one-shot boot ({strategy}) into a ramdisk that{} writes {} to /dev/{} ({} bytes; {}).\n\
          Carried over: {}.\nA reset before the ramdisk writes the disk boots this OS again.",
@@ -241,7 +276,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             .unwrap_or(&built.initramfs),
     );
     let changes = grub::arm(
-        &gf,
+        gf,
         &ArmInputs {
             kernel: &kernel_abs,
             initramfs: &initrd_abs,

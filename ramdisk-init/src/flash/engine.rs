@@ -24,8 +24,7 @@ use super::limit::over_limit;
 use super::pipeline::{self, PipelineError, Shape};
 use super::progress::{Phase, Progress};
 use super::reread::Reread;
-use super::source::{self, decode_error, ImageInfo};
-use super::zstd::Backend;
+use super::source::{self, decode_error, Decoders, ImageInfo};
 use serde::Serialize;
 use std::io::{self, Read};
 use std::path::Path;
@@ -44,8 +43,8 @@ pub struct Options {
     pub expected_size: Option<u64>,
     /// Chunking of the pipeline.
     pub shape: Shape,
-    /// Zstandard decoder.
-    pub zstd: Backend,
+    /// Which libraries decode.
+    pub decoders: Decoders,
 }
 
 impl Default for Options {
@@ -54,7 +53,7 @@ impl Default for Options {
             verify: true,
             expected_size: None,
             shape: Shape::default(),
-            zstd: Backend::best(),
+            decoders: Decoders::best(),
         }
     }
 }
@@ -262,7 +261,7 @@ pub fn write_image(
     let run = pipeline::run(
         image,
         &info,
-        opts.zstd,
+        opts.decoders,
         opts.shape,
         limit,
         consumed.clone(),
@@ -461,18 +460,24 @@ fn locate(
 ) -> Option<u64> {
     let len = super::digest::BLOCK;
     let mut want = vec![0u8; len];
-    let n = source::with_decoded(image, info, opts.zstd, Arc::new(AtomicU64::new(0)), |r| {
-        io::copy(&mut r.take(block), &mut io::sink()).ok()?;
-        let mut n = 0;
-        while n < len {
-            match r.read(&mut want[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(_) => return None,
+    let n = source::with_decoded(
+        image,
+        info,
+        opts.decoders,
+        Arc::new(AtomicU64::new(0)),
+        |r| {
+            io::copy(&mut r.take(block), &mut io::sink()).ok()?;
+            let mut n = 0;
+            while n < len {
+                match r.read(&mut want[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(_) => return None,
+                }
             }
-        }
-        Some(n)
-    })
+            Some(n)
+        },
+    )
     .ok()??;
     let mut got = AlignedBuf::new(len);
     let m = read_full_at(dev, got.as_mut_slice(), block).ok()?;

@@ -46,10 +46,10 @@ fn writes_every_format_and_reports_its_sha256() {
         ("zst", zst(&img)),
         ("xz", xz(&img)),
     ] {
-        for backend in [Backend::Rust, Backend::best()] {
+        for decoders in [Decoders::pure_rust(), Decoders::best()] {
             let mut dev = MemDevice::new(8 * MIB, OLD);
             let opts = Options {
-                zstd: backend,
+                decoders,
                 ..small_chunks()
             };
             let r = flash(&bytes, &mut dev, &opts).unwrap();

@@ -9,8 +9,7 @@
 use super::aligned::AlignedBuf;
 use super::error::FlashError;
 use super::limit::Limit;
-use super::source::{self, ImageInfo};
-use super::zstd::Backend;
+use super::source::{self, Decoders, ImageInfo};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,7 +112,7 @@ fn produce(
 pub fn run(
     image: &Path,
     info: &ImageInfo,
-    backend: Backend,
+    dec: Decoders,
     shape: Shape,
     limit: Option<u64>,
     consumed: Arc<AtomicU64>,
@@ -131,7 +130,7 @@ pub fn run(
     let counter = consumed.clone();
     std::thread::scope(|s| {
         let producer = s.spawn(move || {
-            let opened = source::with_decoded(image, info, backend, counter, |r| {
+            let opened = source::with_decoded(image, info, dec, counter, |r| {
                 produce(r, limit, chunk, &free_rx, &full_tx)
             });
             // Opening failed before any chunk: say so through the channel.
@@ -233,7 +232,7 @@ mod tests {
         let n = run(
             &p,
             &info,
-            Backend::best(),
+            Decoders::best(),
             small(),
             None,
             counter.clone(),
@@ -274,7 +273,7 @@ mod tests {
         let e = run(
             &p,
             &info,
-            Backend::best(),
+            Decoders::best(),
             small(),
             Some(50_000),
             c,
@@ -304,7 +303,7 @@ mod tests {
         let e = run(
             &p,
             &info,
-            Backend::best(),
+            Decoders::best(),
             small(),
             None,
             c.clone(),
@@ -317,7 +316,7 @@ mod tests {
         let e = run(
             &p,
             &info,
-            Backend::best(),
+            Decoders::best(),
             small(),
             None,
             c,
@@ -341,7 +340,7 @@ mod tests {
         let e = run(
             &p,
             &info,
-            Backend::best(),
+            Decoders::best(),
             small(),
             None,
             c,

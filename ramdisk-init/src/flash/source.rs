@@ -8,13 +8,47 @@ use super::garbage::garbage_offset;
 use super::gzip::Gzip;
 use super::peek::PeekReader;
 use super::size::{self, SizeHint, Trust};
+use super::xz;
 use super::xz::Xz;
-use super::zstd::{Backend, Zstd};
+use super::zstd::{self, Zstd};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+/// Which library decodes each format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoders {
+    /// For Zstandard.
+    pub zstd: zstd::Backend,
+    /// For xz.
+    pub xz: xz::Backend,
+}
+
+impl Decoders {
+    /// The fastest this build has (C libraries where compiled in).
+    pub fn best() -> Self {
+        Decoders {
+            zstd: zstd::Backend::best(),
+            xz: xz::Backend::best(),
+        }
+    }
+
+    /// Pure Rust only, as in the static stage-2 binary.
+    pub fn pure_rust() -> Self {
+        Decoders {
+            zstd: zstd::Backend::Rust,
+            xz: xz::Backend::Rust,
+        }
+    }
+}
+
+impl Default for Decoders {
+    fn default() -> Self {
+        Self::best()
+    }
+}
 
 /// What is known about an image before decoding it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,12 +179,12 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, FlashError> {
 fn decoder<'a, R: Read + 'a>(
     input: PeekReader<R>,
     format: Format,
-    backend: Backend,
+    dec: Decoders,
 ) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match format {
         Format::Gzip => Box::new(Gzip::new(input)),
-        Format::Zstd => Box::new(Zstd::new(input, backend)?),
-        Format::Xz => Box::new(Xz::new(input)),
+        Format::Zstd => Box::new(Zstd::new(input, dec.zstd)?),
+        Format::Xz => Box::new(Xz::new(input, dec.xz)),
         Format::Raw | Format::Zip => Box::new(input),
     })
 }
@@ -161,7 +195,7 @@ fn decoder<'a, R: Read + 'a>(
 pub fn with_decoded<T>(
     path: &Path,
     info: &ImageInfo,
-    backend: Backend,
+    dec: Decoders,
     consumed: Arc<AtomicU64>,
     f: impl FnOnce(&mut dyn Read) -> T,
 ) -> Result<T, FlashError> {
@@ -171,11 +205,11 @@ pub fn with_decoded<T>(
         let mut zip = zip::ZipArchive::new(counted).map_err(|e| zip_err(path, e))?;
         let idx = pick_entry(path, &mut zip)?;
         let entry = zip.by_index(idx).map_err(|e| zip_err(path, e))?;
-        let mut r = decoder(PeekReader::new(entry), *inner, backend).map_err(open_err(path))?;
+        let mut r = decoder(PeekReader::new(entry), *inner, dec).map_err(open_err(path))?;
         return Ok(f(&mut r));
     }
     let input = PeekReader::new(counted);
-    let mut r = match decoder(input, info.format, backend) {
+    let mut r = match decoder(input, info.format, dec) {
         Ok(r) => r,
         Err(e) => return Err(decode_error(path, info.format, e, 0, 0)),
     };
@@ -239,7 +273,7 @@ mod tests {
         let info = inspect(path)?;
         let fmt = info.inner.as_ref().map(|i| i.0).unwrap_or(info.format);
         let counter = Arc::new(AtomicU64::new(0));
-        with_decoded(path, &info, Backend::best(), counter, |r| {
+        with_decoded(path, &info, Decoders::best(), counter, |r| {
             let mut v = Vec::new();
             r.read_to_end(&mut v).map(|_| v)
         })?

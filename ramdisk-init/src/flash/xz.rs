@@ -2,12 +2,18 @@
 //! allowed, block checks verified, and an error for anything else after the
 //! last stream.
 //!
-//! lzma-rust2 (pure Rust, a port of XZ for Java) decodes at 90–97 MB/s on
-//! this project's build machine against 93–95 MB/s for liblzma through xz2
-//! and 95–105 MB/s for `xz -dc`: C would buy nothing but a cross compiler.
-//! Its multi-threaded reader is twice as fast on multi-block files but holds
-//! whole blocks in memory (290 MiB peak measured), far past the 32 MiB budget
-//! of a ramdisk, so the single-threaded reader is used.
+//! Two backends, one behaviour, as for zstd:
+//! - lzma-rust2 (pure Rust, a port of XZ for Java): always built, the only
+//!   one in the static PID-1 binary (no C cross compiler needed);
+//! - liblzma through xz2, with the `xz-c` feature (the host `migrd`).
+//!
+//! Measured on this project's 2-core build machine: on 1 GB of mixed,
+//! mostly incompressible data lzma-rust2 ran at 90–97 MB/s, liblzma at
+//! 93–95 MB/s, `xz -dc` at 95–105 MB/s; on the benchmark disk image (half
+//! empty space) lzma-rust2 took 10.9 s, liblzma 8.5 s, `xz -dc` 8.7 s. The
+//! gap is in long runs of zeros. lzma-rust2's multi-threaded reader is twice
+//! as fast on multi-block files but holds whole blocks in memory (290 MiB
+//! peak measured), far past the 32 MiB budget of a ramdisk: not used.
 
 use super::format::XZ_MAGIC;
 use super::garbage::{trailing_garbage, truncated_if};
@@ -15,16 +21,77 @@ use super::peek::PeekReader;
 use lzma_rust2::XzReader;
 use std::io::{self, Read};
 
+/// Which library decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// lzma-rust2, pure Rust.
+    Rust,
+    /// liblzma (only with the `xz-c` feature).
+    #[cfg(feature = "xz-c")]
+    C,
+}
+
+impl Backend {
+    /// The fastest backend this build has.
+    pub fn best() -> Self {
+        #[cfg(feature = "xz-c")]
+        return Backend::C;
+        #[cfg(not(feature = "xz-c"))]
+        return Backend::Rust;
+    }
+}
+
+enum Stream<R: Read> {
+    Rust(Box<XzReader<PeekReader<R>>>),
+    #[cfg(feature = "xz-c")]
+    C(Box<xz2::bufread::XzDecoder<PeekReader<R>>>),
+}
+
+impl<R: Read> Stream<R> {
+    fn start(input: PeekReader<R>, backend: Backend) -> Self {
+        match backend {
+            Backend::Rust => Stream::Rust(Box::new(XzReader::new(input, false))),
+            #[cfg(feature = "xz-c")]
+            Backend::C => Stream::C(Box::new(xz2::bufread::XzDecoder::new(input))),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (r, input) = match self {
+            Stream::Rust(s) => {
+                let r = s.read(buf);
+                (r, s.inner_mut())
+            }
+            #[cfg(feature = "xz-c")]
+            Stream::C(s) => {
+                let r = s.read(buf);
+                (r, s.get_mut())
+            }
+        };
+        r.map_err(|e| truncated_if(input.at_eof().unwrap_or(false), e))
+    }
+
+    fn into_inner(self) -> PeekReader<R> {
+        match self {
+            Stream::Rust(s) => s.into_inner(),
+            #[cfg(feature = "xz-c")]
+            Stream::C(s) => s.into_inner(),
+        }
+    }
+}
+
 /// Decodes all xz streams from a [`PeekReader`].
 pub struct Xz<R: Read> {
-    stream: Option<XzReader<PeekReader<R>>>,
+    stream: Option<Stream<R>>,
+    backend: Backend,
 }
 
 impl<R: Read> Xz<R> {
-    /// Start decoding at the first stream.
-    pub fn new(input: PeekReader<R>) -> Self {
+    /// Start decoding at the first stream with `backend`.
+    pub fn new(input: PeekReader<R>, backend: Backend) -> Self {
         Xz {
-            stream: Some(XzReader::new(input, false)),
+            stream: Some(Stream::start(input, backend)),
+            backend,
         }
     }
 }
@@ -56,10 +123,7 @@ impl<R: Read> Read for Xz<R> {
             let Some(s) = &mut self.stream else {
                 return Ok(0);
             };
-            let n = s.read(buf).map_err(|e| {
-                let eof = s.inner_mut().at_eof().unwrap_or(false);
-                truncated_if(eof, e)
-            })?;
+            let n = s.read(buf)?;
             if n > 0 {
                 return Ok(n);
             }
@@ -68,7 +132,7 @@ impl<R: Read> Read for Xz<R> {
             };
             let mut input = done.into_inner();
             if another_stream(&mut input)? {
-                self.stream = Some(XzReader::new(input, false));
+                self.stream = Some(Stream::start(input, self.backend));
             }
         }
         Ok(0)
@@ -81,10 +145,33 @@ mod tests {
     use super::super::garbage::garbage_offset;
     use super::*;
 
+    fn backends() -> Vec<Backend> {
+        #[cfg(feature = "xz-c")]
+        return vec![Backend::Rust, Backend::C];
+        #[cfg(not(feature = "xz-c"))]
+        return vec![Backend::Rust];
+    }
+
+    /// Decode with every backend; they must agree, errors included.
     fn decode(input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        Xz::new(PeekReader::new(input)).read_to_end(&mut out)?;
-        Ok(out)
+        let mut results = backends().into_iter().map(|b| {
+            let mut out = Vec::new();
+            Xz::new(PeekReader::new(input), b)
+                .read_to_end(&mut out)
+                .map(|_| out)
+        });
+        let first = results.next().unwrap();
+        for other in results {
+            match (&first, &other) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.kind(), b.kind(), "{a} / {b}");
+                    assert_eq!(garbage_offset(a), garbage_offset(b));
+                }
+                (a, b) => panic!("backends disagree: {a:?} / {b:?}"),
+            }
+        }
+        first
     }
 
     fn sample() -> Vec<u8> {
