@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 
 PEERS = ("dd-pipe", "bmaptool", "bmaptool-noverify")
-ORDER = ("migrd", "migrd-verify", "migrd-ruzstd", "dd-pipe", "bmaptool", "bmaptool-noverify", "decompress-only")
+ORDER = ("migrd", "migrd-verify", "migrd-pure", "dd-pipe", "bmaptool", "bmaptool-noverify", "decompress-only")
 
 
 def main(path):

@@ -19,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 migrd=${MIGRD:-$here/../target/release/migrd}
 tdir=${TARGET_DIR:-$dir}
 formats=${FORMATS:-gz zst xz}
-tools=${TOOLS:-migrd migrd-verify migrd-ruzstd dd-pipe bmaptool bmaptool-noverify decompress-only raw-dd}
+tools=${TOOLS:-migrd migrd-verify migrd-pure dd-pipe bmaptool bmaptool-noverify decompress-only raw-dd}
 img=$dir/bench.img
 size=$(stat -c %s "$img")
 [ -s "$csv" ] || echo "target,format,tool,rep,seconds,max_rss_kb" >"$csv"
@@ -76,7 +76,7 @@ for kind in $targets; do
                 t=$(prepare_target "$kind")
                 case $tool in
                     migrd) measure "$kind" "$fmt" "$tool" "$rep" "$migrd" write-image "$src" --to "$t" --no-verify --json ;;
-                    migrd-ruzstd) [ "$fmt" = zst ] && measure "$kind" "$fmt" "$tool" "$rep" "$migrd" write-image "$src" --to "$t" --no-verify --json --pure-rust-zstd ;;
+                    migrd-pure) [ "$fmt" != gz ] && measure "$kind" "$fmt" "$tool" "$rep" "$migrd" write-image "$src" --to "$t" --no-verify --json --pure-rust-decoders ;;
                     migrd-verify) measure "$kind" "$fmt" "$tool" "$rep" "$migrd" write-image "$src" --to "$t" --json ;;
                     dd-pipe) measure "$kind" "$fmt" "$tool" "$rep" sh -c "${dec[$fmt]} '$src' | dd of='$t' bs=4M conv=fsync status=none" ;;
                     bmaptool) measure "$kind" "$fmt" "$tool" "$rep" bmaptool -q copy --bmap "$img.bmap" "$src" "$t" ;;

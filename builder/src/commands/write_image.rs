@@ -29,10 +29,11 @@ pub struct WriteImageArgs {
     /// when stderr is not a terminal).
     #[arg(long)]
     pub json: bool,
-    /// Decode zstd with ruzstd (pure Rust, as the static stage-2 binary
-    /// does) instead of libzstd; for benchmarks.
+    /// Decode zstd and xz with the pure-Rust decoders the static stage-2
+    /// binary has (ruzstd, lzma-rust2) instead of the C libraries; for
+    /// benchmarks.
     #[arg(long, hide = true)]
-    pub pure_rust_zstd: bool,
+    pub pure_rust_decoders: bool,
 }
 
 /// Minimum time between two JSON progress events.
@@ -228,10 +229,10 @@ pub fn run(args: WriteImageArgs) -> anyhow::Result<()> {
         }
         let opts = flash::Options {
             verify: !args.no_verify,
-            zstd: if args.pure_rust_zstd {
-                flash::zstd::Backend::Rust
+            decoders: if args.pure_rust_decoders {
+                flash::source::Decoders::pure_rust()
             } else {
-                flash::zstd::Backend::best()
+                flash::source::Decoders::best()
             },
             ..flash::Options::default()
         };

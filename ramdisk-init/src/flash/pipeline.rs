@@ -17,7 +17,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 /// Chunk size: large writes, aligned for `O_DIRECT`.
-pub const CHUNK: usize = 4 << 20;
+pub const CHUNK: usize = 2 << 20;
 /// Buffers in flight: being decoded into, being hashed, queued, being
 /// written.
 pub const BUFFERS: usize = 4;

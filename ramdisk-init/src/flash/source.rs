@@ -184,7 +184,7 @@ fn decoder<'a, R: Read + 'a>(
     Ok(match format {
         Format::Gzip => Box::new(Gzip::new(input)),
         Format::Zstd => Box::new(Zstd::new(input, dec.zstd)?),
-        Format::Xz => Box::new(Xz::new(input, dec.xz)),
+        Format::Xz => Box::new(Xz::new(input, dec.xz)?),
         Format::Raw | Format::Zip => Box::new(input),
     })
 }
