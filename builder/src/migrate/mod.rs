@@ -105,10 +105,14 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     }
 
     let mut files = Vec::new();
+    let mut dt_change = None;
     if let Some(cfg) = &g.config {
         let mut cfg = cfg
             .clone()
             .map_err(|e| anyhow::anyhow!("config.json: {e}"))?;
+        if let (Some(slug), Some(uuid)) = (&a.change_dt_to, &cfg.uuid) {
+            dt_change = Some((cfg.clone(), uuid.clone(), slug.clone()));
+        }
         if let Some(h) = &g.hostname {
             cfg.set_hostname(h);
         }
@@ -210,7 +214,17 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         cmdline_extra: k.consoles.join(" "),
     };
     let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
-    let result = arm_and_maybe_reboot(root, &a, strategy, &image, target_disk, &gf, &k, &built);
+    let result = arm_and_maybe_reboot(
+        root,
+        &a,
+        strategy,
+        &image,
+        target_disk,
+        &gf,
+        &k,
+        &built,
+        dt_change.as_ref(),
+    );
     // The ramdisk was copied to /boot; the work copy is only for debugging.
     if !a.no_cleanup {
         let _ = std::fs::remove_dir_all(work.join("ramdisk"));
@@ -239,6 +253,7 @@ fn arm_and_maybe_reboot(
     gf: &migrd_bootloaders::grub::GrubFacts,
     k: &kernel::RunningKernel,
     built: &ramdisk::Built,
+    dt_change: Option<&(crate::inputs::config_json::ConfigJson, String, String)>,
 ) -> Result<()> {
     let summary = format!(
         "\nmigrd will arm a one-shot boot ({strategy}) into a ramdisk that{} writes {} to /dev/{} ({} bytes; {}).\n\
@@ -260,6 +275,20 @@ fn arm_and_maybe_reboot(
         confirm(&summary)?;
     }
 
+    // takeover's --change-dt-to also changes the device's type in the API
+    // (provisioned devices, which have a uuid): done before arming, and not
+    // for a pretend run, which must change nothing.
+    if let (Some((cfg, uuid, slug)), false) = (dt_change, a.pretend) {
+        let client = crate::balena_api::client::Client::new(
+            &cfg.api_endpoint,
+            cfg.api_key.clone(),
+            std::time::Duration::from_secs(a.check_timeout),
+        )?;
+        client.change_device_type(uuid, slug).with_context(|| {
+            format!("--change-dt-to {slug}: changing the device type in the API")
+        })?;
+        println!("device {uuid}: device type changed to {slug} in the API");
+    }
     let custom_path = root
         .join(gf.grub_dir.strip_prefix("/").unwrap_or(&gf.grub_dir))
         .join("custom.cfg");
