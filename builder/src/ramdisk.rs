@@ -55,6 +55,9 @@ pub struct RamdiskSpec {
     pub test: TestHooks,
     /// Kernel arguments added after [`BASE_CMDLINE`] (the device's console).
     pub cmdline_extra: String,
+    /// Other files inside the ramdisk (a strategy's saved originals for its
+    /// disarm steps): absolute path inside the ramdisk, bytes. Mode 0600.
+    pub ramdisk_files: Vec<(String, Vec<u8>)>,
 }
 
 /// A file the ramdisk carries into the new OS.
@@ -200,6 +203,15 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
     )?;
     for d in ["proc", "sys", "mnt", "tmp"] {
         core.insert(d, Node::Dir { perm: 0o755 })?;
+    }
+    for (path, bytes) in &spec.ramdisk_files {
+        core.insert(
+            path.trim_start_matches('/'),
+            Node::File {
+                perm: 0o600,
+                source: Source::Bytes(bytes.clone()),
+            },
+        )?;
     }
     for m in &closure.files {
         core.insert(
@@ -431,6 +443,7 @@ mod tests {
             status: None,
             test: TestHooks::default(),
             cmdline_extra: String::new(),
+            ramdisk_files: vec![],
         }
     }
 

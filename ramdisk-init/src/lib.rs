@@ -6,6 +6,7 @@
 //! verification, target-disk matching, step events.
 
 pub mod arch;
+pub mod disarm;
 pub mod events;
 pub mod flash;
 pub mod fsfile;

@@ -145,19 +145,8 @@ fn before_ponr<S: System, W: Write>(
         return Ok(Pre::Leave(Exit::TestExit));
     }
 
-    if !plan.boot.disarm.is_empty() {
-        return Err(Failed(
-            Step::Disarm,
-            "this migrd-init cannot run disarm actions yet; rebuild with a newer migrd".into(),
-        ));
-    }
-    log.note(
-        Step::Disarm,
-        Status::Skip,
-        "boot path clears itself; nothing to restore",
-    );
-
     load_modules(sys, log, &plan.modules)?;
+    crate::disarm::run(sys, log, &plan.boot.disarm).map_err(|e| Failed(Step::Disarm, e))?;
     // From here on failures can be recorded on the old OS's filesystem.
     *plan_seen = Some(plan.clone());
     let disk = find_target(sys, log, &plan)?;

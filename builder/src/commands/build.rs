@@ -158,6 +158,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         status: None,
         test: Default::default(),
         cmdline_extra: a.cmdline_extra.clone().unwrap_or_default(),
+        ramdisk_files: vec![],
     };
     let built = ramdisk::build(&spec, &a.output)?;
     let mut o = std::io::stdout().lock();

@@ -4,6 +4,7 @@
 //! Nothing on the device changes before every check has passed and the
 //! operator (or `--no-ack`) agreed; every change after that is journaled.
 
+pub mod arm;
 pub mod grub_facts;
 pub mod kernel;
 pub mod status;
@@ -18,13 +19,12 @@ use crate::journal::Journaled;
 use crate::kernel_source::KernelSource;
 use crate::ramdisk::{self, CarriedFile, RamdiskSpec};
 use anyhow::{bail, Context, Result};
-use migrd_bootloaders::grub::{self, ArmInputs};
 use migrd_bootloaders::StrategyKind;
 use migrd_init::plan::{
     BootPlan, InjectTarget, LogSettings, PayloadRole, StatusLocation, TestHooks,
 };
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Status file name in migrd's folder on /boot.
 pub const STATUS_FILE: &str = "status.json";
@@ -38,9 +38,6 @@ fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<Strat
         None if facts.boot.grub.is_some() => StrategyKind::Grub,
         None => bail!("no supported one-shot boot path found on this device; see `migrd check`"),
     };
-    if k != StrategyKind::Grub {
-        bail!("--boot-via {k} is not available in this migrd yet; use --boot-via grub");
-    }
     Ok(k)
 }
 
@@ -170,15 +167,15 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         .context("cannot tell which single disk holds /")?;
     let mut target = target_disk.target();
     target.wait_secs = 60;
-    let gf = grub_facts::from_probe(root, &facts)?;
-    grub::detect(&gf)?;
-    let boot_mount = facts
-        .disks
-        .boot
-        .as_ref()
-        .or(facts.disks.root.as_ref())
-        .context("no /boot")?;
-    let (boot_uuid, boot_fstype) = grub_facts::fs_uuid(root, boot_mount)?;
+    let status = status_location(root, &facts)?;
+    let mut armer = arm::armer(strategy)?;
+    let ctx = arm::Ctx {
+        root,
+        facts: &facts,
+        kernel: &k,
+        args: &a,
+    };
+    let prepared = armer.prepare(&ctx)?;
 
     let work = root.join(a.work_dir.strip_prefix("/").unwrap_or(&a.work_dir));
     std::fs::create_dir_all(&work)
@@ -195,7 +192,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         target,
         boot: BootPlan {
             strategy: strategy.plan_strategy(),
-            disarm: vec![],
+            disarm: prepared.disarm.clone(),
         },
         log: LogSettings {
             level: a.s2_log_level.unwrap_or(a.log_level).stage2(),
@@ -205,23 +202,23 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             },
         },
         pretend: a.pretend,
-        status: Some(StatusLocation {
-            fs_uuid: boot_uuid,
-            fstype: boot_fstype,
-            path: format!("{}/{STATUS_FILE}", gf.files_dir_in_fs),
-        }),
+        status: Some(status),
         test: test_hooks(),
-        cmdline_extra: k.consoles.join(" "),
+        cmdline_extra: k
+            .consoles
+            .iter()
+            .chain(&prepared.cmdline_extra)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" "),
+        ramdisk_files: prepared.ramdisk_files.clone(),
     };
     let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
     let result = arm_and_maybe_reboot(
-        root,
-        &a,
-        strategy,
+        &ctx,
+        armer.as_ref(),
         &image,
         target_disk,
-        &gf,
-        &k,
         &built,
         dt_change.as_ref(),
     );
@@ -243,18 +240,36 @@ fn log_device(root: &Path, dev: &Path) -> Result<StatusLocation> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where stage 2 leaves its result for the old OS: migrd's folder on the
+/// filesystem holding /boot, by filesystem UUID.
+fn status_location(root: &Path, facts: &crate::probe::Facts) -> Result<StatusLocation> {
+    let boot_mount = facts
+        .disks
+        .boot
+        .as_ref()
+        .or(facts.disks.root.as_ref())
+        .context("cannot tell which filesystem holds /boot")?;
+    let (fs_uuid, fstype) = grub_facts::fs_uuid(root, boot_mount)?;
+    Ok(StatusLocation {
+        fs_uuid,
+        fstype,
+        path: format!(
+            "{}/{STATUS_FILE}",
+            grub_facts::in_fs("/boot/migrd", &boot_mount.mount_point)
+        ),
+    })
+}
+
 fn arm_and_maybe_reboot(
-    root: &Path,
-    a: &MigrateArgs,
-    strategy: StrategyKind,
+    ctx: &arm::Ctx,
+    armer: &dyn arm::Armer,
     image: &Path,
     target_disk: &crate::probe::disks::DiskInfo,
-    gf: &migrd_bootloaders::grub::GrubFacts,
-    k: &kernel::RunningKernel,
     built: &ramdisk::Built,
     dt_change: Option<&(crate::inputs::config_json::ConfigJson, String, String)>,
 ) -> Result<()> {
+    let a = ctx.args;
+    let strategy = armer.kind();
     let summary = format!(
         "\nmigrd will arm a one-shot boot ({strategy}) into a ramdisk that{} writes {} to /dev/{} ({} bytes; {}).\n\
          Carried over: {}.\nA reset before the ramdisk writes the disk boots this OS again.",
@@ -289,32 +304,8 @@ fn arm_and_maybe_reboot(
         })?;
         println!("device {uuid}: device type changed to {slug} in the API");
     }
-    let custom_path = root
-        .join(gf.grub_dir.strip_prefix("/").unwrap_or(&gf.grub_dir))
-        .join("custom.cfg");
-    let env_path = root
-        .join(gf.grub_dir.strip_prefix("/").unwrap_or(&gf.grub_dir))
-        .join("grubenv");
-    let custom = std::fs::read_to_string(&custom_path).ok();
-    let env = std::fs::read(&env_path).ok();
-    let kernel_abs = PathBuf::from("/").join(k.image.strip_prefix(root).unwrap_or(&k.image));
-    let initrd_abs = PathBuf::from("/").join(
-        built
-            .initramfs
-            .strip_prefix(root)
-            .unwrap_or(&built.initramfs),
-    );
-    let changes = grub::arm(
-        gf,
-        &ArmInputs {
-            kernel: &kernel_abs,
-            initramfs: &initrd_abs,
-            cmdline: &built.cmdline,
-            custom_cfg: custom.as_deref(),
-            grubenv: env.as_deref(),
-        },
-    )?;
-    let mut j = Journaled::begin(root)?;
+    let changes = armer.changes(ctx, built)?;
+    let mut j = Journaled::begin(ctx.root)?;
     for c in &changes {
         if let Err(e) = j.apply(c) {
             let undone = j.revert();
@@ -329,28 +320,12 @@ fn arm_and_maybe_reboot(
     }
     println!("armed: next boot runs the migration ramdisk once (`migrd cancel` undoes this)");
     if a.no_reboot {
-        println!("not rebooting (--no-reboot): reboot when ready");
+        println!("not rebooting (--no-reboot): {}", armer.no_reboot_hint());
         return Ok(());
     }
-    reboot()
+    armer.reboot(ctx, built)
 }
 
 fn grub_label(t: InjectTarget) -> &'static str {
     migrd_init::inject::label(t)
-}
-
-fn reboot() -> Result<()> {
-    println!("rebooting");
-    for cmd in [["systemctl", "reboot"], ["reboot", ""]] {
-        let mut c = std::process::Command::new(cmd[0]);
-        if !cmd[1].is_empty() {
-            c.arg(cmd[1]);
-        }
-        if let Ok(st) = c.status() {
-            if st.success() {
-                return Ok(());
-            }
-        }
-    }
-    bail!("could not reboot (systemctl reboot and reboot failed); reboot the device yourself — the migration is armed")
 }
