@@ -40,7 +40,7 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends \
     -t bookworm-backports qemu-system-x86 >/dev/null
 fi
-tools=(cpio zstd xz-utils dosfstools mtools fdisk e2fsprogs debootstrap grub-pc-bin grub-common)
+tools=(cpio zstd xz-utils dosfstools mtools fdisk e2fsprogs debootstrap grub-pc-bin grub-common ovmf grub-efi-amd64-bin)
 missing=()
 for p in "${tools[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
