@@ -8,6 +8,7 @@
 
 pub mod change;
 pub mod grub;
+pub mod rpi;
 
 use migrd_init::plan::BootStrategy;
 use std::fmt;
