@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod disarm;
+pub mod efi;
 pub mod events;
 pub mod flash;
 pub mod fsfile;
