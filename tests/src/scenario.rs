@@ -33,6 +33,11 @@ pub struct Lab {
     pub canary_sha256: String,
     /// When preparation started.
     pub t0: Instant,
+    /// The device's firmware.
+    pub firmware: legacy::Firmware,
+    /// UEFI only: the device's OVMF variable store (read it from the host
+    /// with `virt-fw-vars` once QEMU has exited).
+    pub vars: Option<PathBuf>,
 }
 
 /// The lab's config.json (a fleet of the synthetic image's device type).
@@ -45,10 +50,20 @@ pub fn config_json() -> String {
 
 /// A fresh legacy device for `scenario`, logs in `target/lab/logs/<scenario>/`.
 pub fn lab(scenario: &str) -> Result<Lab> {
+    lab_on(scenario, legacy::Firmware::Bios)
+}
+
+/// Like [`lab`], for a device booting with `firmware`; on UEFI the
+/// synthetic balenaOS is its GPT variant, bootable by UEFI.
+pub fn lab_on(scenario: &str, firmware: legacy::Firmware) -> Result<Lab> {
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
-    let dev = legacy::image(&logs)?;
-    let img = balena::image(&logs.join("balena"))?;
+    let dev = legacy::image_for(&logs, firmware)?;
+    let boot = match firmware {
+        legacy::Firmware::Bios => balena::Boot::Bios,
+        legacy::Firmware::Uefi { .. } => balena::Boot::Uefi,
+    };
+    let img = balena::image_for(&logs.join("balena"), boot)?;
     let stage = logs.join("tools");
     std::fs::create_dir_all(&stage)?;
     std::fs::copy(paths::migrd_bin()?, stage.join("migrd"))?;
@@ -65,13 +80,15 @@ pub fn lab(scenario: &str) -> Result<Lab> {
         TOOLS_LABEL,
         (size >> 20) + 32,
     )?;
-    let mut qemu = legacy::qemu(&dev.disk, &logs);
+    let mut qemu = legacy::qemu_for(&dev, &logs);
     qemu.disk(&logs.join("tools.img"), Some("TOOLS0001"));
     Ok(Lab {
         logs,
         qemu,
         canary_sha256: dev.canary_sha256,
         t0,
+        firmware,
+        vars: dev.vars,
     })
 }
 

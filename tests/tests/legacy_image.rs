@@ -1,5 +1,5 @@
 //! The lab's legacy device image (Debian bookworm on BIOS + GRUB, built by
-//! tests/lab/images/debian-bios.sh): it boots under SeaBIOS and GRUB to a
+//! tests/lab/images/debian.sh): it boots under SeaBIOS and GRUB to a
 //! root shell on the serial console, and GRUB's one-shot `next_entry`
 //! (grub-reboot) boots a custom.cfg entry exactly once.
 //!

@@ -5,6 +5,12 @@
 //! modules and grub.cfg on resin-boot) into Debian's kernel and an
 //! initramfs whose init is `balena-reporter`.
 //!
+//! The UEFI variant ([`Boot::Uefi`]) has the GPT layout of balenaOS's
+//! generic x86_64 GPT images instead: resin-boot is the EFI System
+//! Partition, the other partitions follow as p2–p5, and GRUB for x86_64-efi
+//! is `\EFI\BOOT\bootx64.efi` on resin-boot (the removable-media path the
+//! firmware boots when no entry names the disk).
+//!
 //! Built without loop devices or mounts: mkfs.vfat -C, mcopy, mkfs.ext4 -d,
 //! sfdisk, grub-mkimage, then written into the disk file at each offset.
 
@@ -27,6 +33,21 @@ pub const DISK_MIB: u64 = 320;
 /// Start of the extended partition (p4) in MiB; it runs to the end.
 pub const EXTENDED_START_MIB: u64 = 172;
 const GRUB_DIR: &str = "/usr/lib/grub/i386-pc";
+const GRUB_EFI_DIR: &str = "/usr/lib/grub/x86_64-efi";
+
+/// How the image boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// MBR, GRUB for BIOS in the MBR gap.
+    Bios,
+    /// GPT, resin-boot is the ESP with GRUB at `\EFI\BOOT\bootx64.efi`.
+    Uefi,
+}
+
+/// GPT partition type of the EFI System Partition.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// The GPT disk GUID of the UEFI variant.
+pub const GPT_DISK_GUID: &str = "ba1e4a00-0000-4000-8000-00000000d15c";
 
 /// One filesystem partition of the layout.
 #[derive(Clone, Copy, Debug)]
@@ -73,19 +94,49 @@ pub struct BalenaImage {
     pub modules: Vec<String>,
 }
 
-/// Build the image into `out_dir` with the lab's kernel and the
+/// Build the BIOS image into `out_dir` with the lab's kernel and the
 /// balena-reporter binary found by [`paths::reporter_bin`].
 pub fn image(out_dir: &Path) -> Result<BalenaImage> {
-    build(out_dir, &paths::reporter_bin()?, &paths::kernel("amd64")?)
+    image_for(out_dir, Boot::Bios)
 }
 
-/// Build `out_dir/balena.img` and `out_dir/balena.img.gz`.
+/// Build the image for `boot` into `out_dir`, like [`image`].
+pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
+    build_for(
+        out_dir,
+        &paths::reporter_bin()?,
+        &paths::kernel("amd64")?,
+        boot,
+    )
+}
+
+/// Kernel partition number of a layout entry: the MBR layout has an
+/// extended partition at 4, the GPT one numbers them in order.
+pub fn part_number(part: &Part, boot: Boot) -> u32 {
+    match boot {
+        Boot::Bios => part.index,
+        Boot::Uefi if part.index > 4 => part.index - 1,
+        Boot::Uefi => part.index,
+    }
+}
+
+/// Build `out_dir/balena.img` and `out_dir/balena.img.gz` (BIOS).
 pub fn build(out_dir: &Path, reporter: &Path, kernel: &Kernel) -> Result<BalenaImage> {
+    build_for(out_dir, reporter, kernel, Boot::Bios)
+}
+
+/// Build `out_dir/balena.img` and `out_dir/balena.img.gz` booting with `fw`.
+pub fn build_for(
+    out_dir: &Path,
+    reporter: &Path,
+    kernel: &Kernel,
+    fw: Boot,
+) -> Result<BalenaImage> {
     std::fs::create_dir_all(out_dir)?;
     let work = out_dir.join("balena-build");
     let _ = std::fs::remove_dir_all(&work);
     let boot = work.join("boot");
-    std::fs::create_dir_all(boot.join("grub/i386-pc"))?;
+    std::fs::create_dir_all(boot.join("grub"))?;
     std::fs::create_dir_all(boot.join("system-connections"))?;
     std::fs::create_dir_all(work.join("rootA/etc"))?;
 
@@ -93,11 +144,15 @@ pub fn build(out_dir: &Path, reporter: &Path, kernel: &Kernel) -> Result<BalenaI
     std::fs::copy(&kernel.image, boot.join("vmlinuz"))
         .with_context(|| format!("copying {}", kernel.image.display()))?;
     write_boot_files(&boot)?;
+    match fw {
+        Boot::Bios => copy_grub_modules(&boot)?,
+        Boot::Uefi => make_grub_efi(&boot, &work)?,
+    }
     std::fs::write(work.join("rootA/etc/os-release"), os_release())?;
 
     let disk = out_dir.join("balena.img");
     File::create(&disk)?.set_len(DISK_MIB << 20)?;
-    partition(&disk)?;
+    partition(&disk, fw)?;
     for part in &LAYOUT {
         let fs = work.join(format!("{}.fs", part.label));
         if part.vfat {
@@ -109,7 +164,9 @@ pub fn build(out_dir: &Path, reporter: &Path, kernel: &Kernel) -> Result<BalenaI
         copy_sparse(&fs, &disk, part.start_mib << 20)?;
         std::fs::remove_file(&fs)?;
     }
-    install_grub(&disk, &work)?;
+    if fw == Boot::Bios {
+        install_grub(&disk, &work)?;
+    }
     let gz = out_dir.join("balena.img.gz");
     gzip(&disk, &gz)?;
     std::fs::remove_dir_all(&work)?;
@@ -154,6 +211,12 @@ fn write_boot_files(boot: &Path) -> Result<()> {
              \tlinux /vmlinuz {CMDLINE}\n\tinitrd /balena-reporter.img\n}}\n"
         ),
     )?;
+    Ok(())
+}
+
+/// BIOS GRUB's modules on resin-boot (core.img loads them from there).
+fn copy_grub_modules(boot: &Path) -> Result<()> {
+    std::fs::create_dir_all(boot.join("grub/i386-pc"))?;
     for e in std::fs::read_dir(GRUB_DIR)
         .with_context(|| format!("{GRUB_DIR} (Debian package grub-pc-bin)"))?
     {
@@ -166,8 +229,68 @@ fn write_boot_files(boot: &Path) -> Result<()> {
     Ok(())
 }
 
-fn partition(disk: &Path) -> Result<()> {
+/// GRUB for x86_64-efi as `\EFI\BOOT\bootx64.efi`, with every module it
+/// needs built in and an early config that finds resin-boot by label.
+fn make_grub_efi(boot: &Path, work: &Path) -> Result<()> {
+    let early = work.join("early-efi.cfg");
+    std::fs::write(
+        &early,
+        "search --no-floppy --label resin-boot --set=root\nset prefix=($root)/grub\n",
+    )?;
+    std::fs::create_dir_all(boot.join("EFI/BOOT"))?;
+    tools::run(
+        Command::new("grub-mkimage")
+            .args(["-O", "x86_64-efi", "-d", GRUB_EFI_DIR, "-c"])
+            .arg(&early)
+            .arg("-o")
+            .arg(boot.join("EFI/BOOT/bootx64.efi"))
+            .args(["-p", "/grub"])
+            .args([
+                "part_gpt",
+                "fat",
+                "search",
+                "search_label",
+                "normal",
+                "configfile",
+                "serial",
+                "terminal",
+                "linux",
+                "echo",
+                "test",
+            ]),
+        "grub-efi-amd64-bin",
+    )?;
+    Ok(())
+}
+
+fn partition(disk: &Path, fw: Boot) -> Result<()> {
     let sec = |mib: u64| mib * 2048;
+    let script = match fw {
+        Boot::Bios => mbr_script(&sec),
+        Boot::Uefi => gpt_script(&sec),
+    };
+    sfdisk(disk, &script)
+}
+
+fn gpt_script(sec: &dyn Fn(u64) -> u64) -> String {
+    let mut script = format!("label: gpt\nlabel-id: {GPT_DISK_GUID}\nunit: sectors\n\n");
+    for part in &LAYOUT {
+        let ty = if part.vfat {
+            ESP_TYPE
+        } else {
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        };
+        script.push_str(&format!(
+            "start={}, size={}, type={ty}, name=\"{}\"\n",
+            sec(part.start_mib),
+            sec(part.size_mib),
+            part.label
+        ));
+    }
+    script
+}
+
+fn mbr_script(sec: &dyn Fn(u64) -> u64) -> String {
     let mut script = String::from("label: dos\nlabel-id: 0xba1e4a00\nunit: sectors\n\n");
     for part in LAYOUT.iter().filter(|p| p.index < 4) {
         let (ty, flag) = if part.vfat {
@@ -189,6 +312,10 @@ fn partition(disk: &Path) -> Result<()> {
             sec(part.size_mib)
         ));
     }
+    script
+}
+
+fn sfdisk(disk: &Path, script: &str) -> Result<()> {
     let mut child = Command::new("sfdisk")
         .args(["-q", "--no-reread", "--no-tell-kernel"])
         .arg(disk)

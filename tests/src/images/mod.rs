@@ -1,7 +1,7 @@
 //! The lab's disk images.
 //!
 //! - [`legacy`]: the device before migration, Debian bookworm on BIOS +
-//!   GRUB (built by `tests/lab/images/debian-bios.sh`, cached by recipe).
+//!   GRUB (built by `tests/lab/images/debian.sh`, cached by recipe).
 //! - [`balena`]: the synthetic balenaOS image that stands in for the real
 //!   one (which cannot be downloaded here): balenaOS's MBR partition layout,
 //!   booted by BIOS GRUB into `balena-reporter`, which prints what it finds.
