@@ -111,10 +111,21 @@ impl Lab {
         Ok(g.serial())
     }
 
-    /// Back in Debian after the ramdisk went back: canary intact,
-    /// `next_entry` empty; returns what `migrd status` says.
+    /// Back in Debian after the ramdisk went back: canary intact, GRUB's
+    /// `next_entry` not set; returns what `migrd status` says.
     pub fn check_back_in_debian(&self, name: &str) -> Result<String> {
+        self.check_back_in_debian_and(name, |_| Ok(()))
+    }
+
+    /// Like [`Lab::check_back_in_debian`], with more checks by `extra` in
+    /// the same boot.
+    pub fn check_back_in_debian_and(
+        &self,
+        name: &str,
+        extra: impl FnOnce(&mut Guest) -> Result<()>,
+    ) -> Result<String> {
         let mut g = self.debian(name)?;
+        extra(&mut g)?;
         let sum = g.run_ok(
             &format!("sha256sum {} | cut -d' ' -f1", legacy::CANARY),
             Duration::from_secs(30),
@@ -128,8 +139,10 @@ impl Lab {
             "grub-editenv /boot/grub/grubenv list",
             Duration::from_secs(30),
         )?;
+        // Cleared by GRUB (`next_entry=`), or never set (BootNext, kexec).
         ensure!(
-            env.lines().any(|l| l == "next_entry="),
+            !env.lines()
+                .any(|l| l.starts_with("next_entry=") && l != "next_entry="),
             "next_entry not cleared: {env}"
         );
         let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
@@ -172,4 +185,15 @@ pub fn stage2_events(serial: &str) -> Vec<serde_json::Value> {
     let ev = events::parse(serial);
     eprintln!("stage 2: {:?}", events::summary(&ev));
     ev
+}
+
+/// A shell command flipping one byte of `file` 1000 bytes before its end
+/// (in a migrd ramdisk that is inside the image, the stored segment's last
+/// file), printing the offset and old value.
+pub fn corrupt_cmd(file: &str) -> String {
+    format!(
+        r#"f={file}; o=$(( $(stat -c %s $f) - 1000 ));
+b=$(dd if=$f bs=1 skip=$o count=1 2>/dev/null | od -An -tu1 | tr -d ' ');
+printf "\\$(printf %o $(( b ^ 255 )))" | dd of=$f bs=1 seek=$o conv=notrunc 2>/dev/null; sync; echo flipped $o $b"#
+    )
 }

@@ -14,7 +14,9 @@ use anyhow::{bail, ensure, Context, Result};
 use migrd_lab::events::{find, summary};
 use migrd_lab::images::{balena, legacy};
 use migrd_lab::report;
-use migrd_lab::scenario::{arm_and_reboot, lab, migrate, stage2_events, API_KEY, OFFLINE, STEP};
+use migrd_lab::scenario::{
+    arm_and_reboot, corrupt_cmd, lab, migrate, stage2_events, API_KEY, OFFLINE, STEP,
+};
 use std::time::Duration;
 
 fn done(lab: &migrd_lab::scenario::Lab, name: &str) {
@@ -80,12 +82,6 @@ fn scenario_1_migrate_debian_bios_grub_to_balenaos() -> Result<()> {
     Ok(())
 }
 
-/// Corrupt `/boot/migrd/initramfs.img` inside the payload: flip one byte
-/// 1000 bytes before its end (the image is the stored segment's last file).
-const CORRUPT: &str = r#"f=/boot/migrd/initramfs.img; o=$(( $(stat -c %s $f) - 1000 ));
-b=$(dd if=$f bs=1 skip=$o count=1 2>/dev/null | od -An -tu1 | tr -d ' ');
-printf "\\$(printf %o $(( b ^ 255 )))" | dd of=$f bs=1 seek=$o conv=notrunc 2>/dev/null; sync; echo flipped $o $b"#;
-
 /// Scenario 2: fallback. The payload is corrupted after stage 1 armed the
 /// boot → the ramdisk stops at verify, before the point of no return → it
 /// reboots → Debian boots, canary intact, next_entry empty, and
@@ -97,7 +93,10 @@ fn scenario_2_corrupt_payload_falls_back_to_debian() -> Result<()> {
     let mut g = lab.debian("1-debian")?;
     let out = migrate(&mut g, "", "--no-reboot")?;
     ensure!(out.code == 0, "{}", out.text);
-    let flipped = g.run_ok(CORRUPT, Duration::from_secs(120))?;
+    let flipped = g.run_ok(
+        &corrupt_cmd("/boot/migrd/initramfs.img"),
+        Duration::from_secs(120),
+    )?;
     eprintln!("{flipped}");
     g.send_line("systemctl reboot")?;
     g.wait_exit(STEP)?;

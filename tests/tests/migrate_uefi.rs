@@ -1,0 +1,285 @@
+//! Migrations on UEFI: Debian bookworm installed the way Debian's installer
+//! leaves a UEFI machine (GPT, ESP on /boot/efi, Debian's signed shim and
+//! GRUB in \EFI\debian, a "debian" Boot#### entry in the firmware) under real
+//! OVMF (q35, TCG), each test with its own copy of the variable store.
+//!
+//! Each guest reboot ends QEMU (`-no-reboot`); the next boot is a new QEMU
+//! process on the same disks and the same variable store, so what the
+//! firmware and the guest wrote to NVRAM carries over, and the host reads it
+//! back between boots with `virt-fw-vars`.
+//!
+//! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
+
+use anyhow::{ensure, Context, Result};
+use migrd_lab::events::{find, summary};
+use migrd_lab::guest::Guest;
+use migrd_lab::images::{balena, legacy};
+use migrd_lab::report;
+use migrd_lab::scenario::{corrupt_cmd, lab_on, migrate, stage2_events, Lab, API_KEY, STEP};
+use std::time::Duration;
+
+const UEFI: legacy::Firmware = legacy::Firmware::Uefi { secure_boot: false };
+
+fn done(lab: &Lab, name: &str) {
+    eprintln!(
+        "{name}: passed in {:.1}s (logs {})",
+        lab.t0.elapsed().as_secs_f64(),
+        lab.logs.display()
+    );
+}
+
+/// `efibootmgr -v` in the guest.
+fn efibootmgr(g: &mut Guest) -> Result<String> {
+    g.run_ok("efibootmgr -v", Duration::from_secs(30))
+}
+
+/// Arm with `--no-reboot` and `extra`, then reboot (QEMU exits); returns
+/// migrd's output.
+fn arm(g: &mut Guest, env: &str, extra: &str) -> Result<String> {
+    let out = migrate(g, env, &format!("--no-reboot {extra}"))?;
+    ensure!(
+        out.code == 0,
+        "migrd migrate failed in the guest:\n{}",
+        out.text
+    );
+    Ok(out.text)
+}
+
+fn reboot(g: &mut Guest) -> Result<()> {
+    g.send_line("systemctl reboot")?;
+    g.wait_exit(STEP)?;
+    Ok(())
+}
+
+/// The ramdisk boot flashed and injected.
+fn check_ramdisk_migrated(serial: &str) -> Result<()> {
+    let ev = stage2_events(serial);
+    for step in [
+        "disarm",
+        "verify",
+        "point-of-no-return",
+        "flash",
+        "reread-partitions",
+        "inject",
+        "done",
+    ] {
+        ensure!(
+            find(&ev, step, "ok").is_some()
+                || (step == "disarm" && find(&ev, step, "skip").is_some()),
+            "no {step}/ok: {:?}",
+            summary(&ev)
+        );
+    }
+    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+    Ok(())
+}
+
+/// The synthetic balenaOS booted on UEFI and reported what was carried.
+fn check_balena_reports(serial: &str) -> Result<()> {
+    let r = report::parse(serial).context("balenaOS printed no report")?;
+    eprintln!("balenaOS report: {r}");
+    ensure!(r["config_json"]["deviceType"] == balena::DEVICE_TYPE, "{r}");
+    ensure!(
+        r["hostname"] == legacy::HOSTNAME,
+        "hostname not carried: {r}"
+    );
+    ensure!(r["has_api_key"] == true, "{r}");
+    ensure!(r["migration_log"]["present"] == true, "{r}");
+    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+    Ok(())
+}
+
+/// Scenario 1: GRUB on UEFI. With GRUB the active boot manager (the
+/// firmware booted the debian entry: shim → GRUB), `migrd migrate` picks
+/// the GRUB next_entry strategy by itself → the ramdisk flashes the GPT
+/// balenaOS → it boots through the firmware and reports.
+#[test]
+#[ignore = "lab: needs QEMU, OVMF, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn uefi_1_grub_strategy_migrates() -> Result<()> {
+    let lab = lab_on("uefi-grub", UEFI)?;
+    let mut g = lab.debian("1-debian")?;
+    let before = efibootmgr(&mut g)?;
+    eprintln!("firmware entries before:\n{before}");
+    ensure!(
+        before.contains("shimx64.efi"),
+        "the debian entry is missing: {before}"
+    );
+    let out = arm(&mut g, "", "")?;
+    ensure!(
+        out.contains("one-shot boot (grub)"),
+        "GRUB not chosen on a GRUB-booted UEFI machine:\n{out}"
+    );
+    let env = g.run_ok(
+        "grub-editenv /boot/grub/grubenv list",
+        Duration::from_secs(30),
+    )?;
+    ensure!(env.contains("next_entry=migrd-oneshot"), "grubenv: {env}");
+    let after = efibootmgr(&mut g)?;
+    ensure!(
+        !after.contains("BootNext"),
+        "GRUB strategy touched BootNext: {after}"
+    );
+    reboot(&mut g)?;
+    check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
+    check_balena_reports(&lab.unattended("3-balenaos")?)?;
+    done(&lab, "uefi scenario 1");
+    Ok(())
+}
+
+/// Scenario 2: UEFI BootNext. `--boot-via efi`: the running kernel (an EFI
+/// stub) and the ramdisk go to the ESP, a new Boot#### with the command
+/// line, BootNext set, BootOrder untouched → the firmware starts the
+/// ramdisk once → flash → balenaOS reports.
+#[test]
+#[ignore = "lab: needs QEMU, OVMF, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn uefi_2_bootnext_strategy_migrates() -> Result<()> {
+    let lab = lab_on("uefi-bootnext", UEFI)?;
+    let mut g = lab.debian("1-debian")?;
+    let before = efibootmgr(&mut g)?;
+    let order = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("BootOrder:"))
+            .map(str::to_string)
+    };
+    arm(&mut g, "", "--boot-via efi")?;
+    let armed = efibootmgr(&mut g)?;
+    eprintln!("firmware entries armed:\n{armed}");
+    ensure!(armed.contains("BootNext:"), "BootNext not set: {armed}");
+    ensure!(
+        armed.contains("migrd") && armed.contains("vmlinuz.efi"),
+        "no migrd entry: {armed}"
+    );
+    ensure!(
+        order(&armed) == order(&before),
+        "BootOrder changed:\n{before}\n{armed}"
+    );
+    reboot(&mut g)?;
+    check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
+    check_balena_reports(&lab.unattended("3-balenaos")?)?;
+    done(&lab, "uefi scenario 2");
+    Ok(())
+}
+
+/// Back in Debian after a fallback: canary intact, no BootNext, no migrd
+/// entry left, GRUB's next_entry empty; returns `migrd status`.
+fn check_back(lab: &Lab, name: &str) -> Result<String> {
+    lab.check_back_in_debian_and(name, |g| {
+        let vars = efibootmgr(g)?;
+        eprintln!("firmware entries after the fallback:\n{vars}");
+        ensure!(!vars.contains("BootNext"), "BootNext left set: {vars}");
+        ensure!(
+            !vars.contains("migrd"),
+            "the ramdisk's entry was not removed: {vars}"
+        );
+        ensure!(
+            vars.contains("shimx64.efi"),
+            "the debian entry is gone: {vars}"
+        );
+        Ok(())
+    })
+}
+
+/// Scenarios 4a and 4b: fallback. The payload is corrupted after stage 1
+/// armed the boot → the ramdisk stops at verify, before the point of no
+/// return → the old Debian boots, canary intact, nothing armed left,
+/// `migrd status` says what failed.
+fn fallback(scenario: &str, boot_via: &str, ramdisk: &str) -> Result<()> {
+    let lab = lab_on(scenario, UEFI)?;
+    let mut g = lab.debian("1-debian")?;
+    arm(&mut g, "", &format!("--boot-via {boot_via}"))?;
+    let flipped = g.run_ok(&corrupt_cmd(ramdisk), Duration::from_secs(120))?;
+    eprintln!("{flipped}");
+    reboot(&mut g)?;
+    let ev = stage2_events(&lab.unattended("2-ramdisk")?);
+    ensure!(
+        find(&ev, "verify", "fail").is_some(),
+        "no verify/fail: {:?}",
+        summary(&ev)
+    );
+    ensure!(
+        find(&ev, "point-of-no-return", "ok").is_none(),
+        "crossed the point of no return"
+    );
+    let status = check_back(&lab, "3-debian")?;
+    eprintln!("migrd status:\n{status}");
+    ensure!(status.contains("FAILED at step 'verify'"), "{status}");
+    done(&lab, scenario);
+    Ok(())
+}
+
+/// Scenario 4 for GRUB on UEFI.
+#[test]
+#[ignore = "lab: needs QEMU, OVMF, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn uefi_4a_grub_fallback_boots_debian() -> Result<()> {
+    fallback("uefi-grub-fallback", "grub", "/boot/migrd/initramfs.img")
+}
+
+/// Scenario 4 for BootNext: the ramdisk's entry is removed by its disarm
+/// step, and the firmware consumed BootNext.
+#[test]
+#[ignore = "lab: needs QEMU, OVMF, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn uefi_4b_bootnext_fallback_boots_debian() -> Result<()> {
+    fallback(
+        "uefi-bootnext-fallback",
+        "efi",
+        "/boot/efi/EFI/migrd/initrd.img",
+    )
+}
+
+/// Scenario 5: Secure Boot on (OVMF's Secure Boot build, Microsoft's keys
+/// enrolled; Debian boots through its signed shim, GRUB and kernel).
+/// `migrd check` reports it; `--boot-via efi` (the firmware would refuse to
+/// start the ramdisk's kernel directly) is refused with the reason and
+/// changes nothing; the default choice is the GRUB path.
+#[test]
+#[ignore = "lab: needs QEMU, OVMF, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn uefi_5_secure_boot_refuses_bootnext() -> Result<()> {
+    let lab = lab_on(
+        "uefi-secure-boot",
+        legacy::Firmware::Uefi { secure_boot: true },
+    )?;
+    let mut g = lab.debian("1-debian")?;
+    let sb = g.run_ok(
+        "od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        sb.split_whitespace().nth(4) == Some("1"),
+        "Secure Boot is not on in the guest: {sb}"
+    );
+    let check = g.run(
+        "/mnt/migrd check --json -c /mnt/config.json -i /mnt/balena.img.gz --no-api-check --no-vpn-check --no-nwmgr-check 2>/dev/null",
+        STEP,
+    )?;
+    let j: serde_json::Value = serde_json::from_str(check.text.trim())
+        .with_context(|| format!("migrd check --json: {}", check.text))?;
+    ensure!(j["boot"]["secure_boot"] == true, "check: {j}");
+    let hash_esp = "find /boot -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum";
+    let esp_before = g.run_ok(hash_esp, Duration::from_secs(120))?;
+    let vars_before = efibootmgr(&mut g)?;
+    let out = migrate(&mut g, "", "--no-reboot --boot-via efi")?;
+    eprintln!("--boot-via efi under Secure Boot:\n{}", out.text);
+    ensure!(out.code != 0, "--boot-via efi was armed under Secure Boot");
+    ensure!(
+        out.text.contains("Secure Boot"),
+        "the refusal does not name Secure Boot: {}",
+        out.text
+    );
+    ensure!(
+        g.run_ok(hash_esp, Duration::from_secs(120))? == esp_before,
+        "a refused migrate changed /boot"
+    );
+    ensure!(
+        efibootmgr(&mut g)? == vars_before,
+        "a refused migrate changed the firmware's variables"
+    );
+    let out = arm(&mut g, "", "")?;
+    ensure!(
+        out.contains("one-shot boot (grub)"),
+        "Secure Boot: default strategy is not GRUB:\n{out}"
+    );
+    g.run_ok("/mnt/migrd cancel", Duration::from_secs(60))?;
+    g.shutdown(STEP)?;
+    done(&lab, "uefi scenario 5");
+    Ok(())
+}
