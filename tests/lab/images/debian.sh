@@ -180,7 +180,7 @@ make_bios_disk() {
 make_uefi_disk() {
   local w=$1 R=$2 e=$2/../efi
   mkdir -p "$e/pkgs" "$e/EFI/debian"
-  (cd "$e/pkgs" && apt-get "${apt_opts[@]}" download -qq shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed 2>/dev/null)
+  (cd "$e/pkgs" && apt-get "${apt_opts[@]}" download -qq shim-signed shim-helpers-amd64-signed shim-unsigned grub-efi-amd64-signed 2>/dev/null)
   for d in "$e"/pkgs/*.deb; do dpkg-deb -x "$d" "$e/x"; done
   cp "$e/x/usr/lib/shim/shimx64.efi.signed" "$e/EFI/debian/shimx64.efi"
   cp "$e/x/usr/lib/shim/mmx64.efi.signed" "$e/EFI/debian/mmx64.efi"
