@@ -116,6 +116,37 @@ impl System for LiveSystem {
         Ok(parts.into_iter().map(|(_, p)| p).collect())
     }
 
+    fn partuuids(&self, disk: &str) -> Result<Vec<(PathBuf, String)>, String> {
+        let node = Path::new("/dev").join(disk);
+        let mut f = File::open(&node).map_err(|e| format!("opening {}: {e}", node.display()))?;
+        let ids = crate::partuuid::read_numbered(&mut f)
+            .map_err(|e| format!("reading the partition table of {}: {e}", node.display()))?;
+        let numbered: Vec<(u32, PathBuf)> = self
+            .partitions(disk)?
+            .into_iter()
+            .filter_map(|dev| {
+                let name = dev.file_name()?.to_string_lossy().to_string();
+                let n = std::fs::read_to_string(
+                    Path::new("/sys/class/block").join(name).join("partition"),
+                )
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+                Some((n, dev))
+            })
+            .collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|(n, id)| {
+                numbered
+                    .iter()
+                    .find(|(m, _)| *m == n)
+                    .map(|(_, dev)| (dev.clone(), id))
+            })
+            .collect())
+    }
+
     fn fs_info(&self, dev: &Path) -> Option<FsInfo> {
         let mut f = File::open(dev).ok()?;
         fsprobe::probe(&mut f).ok().flatten()

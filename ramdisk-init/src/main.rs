@@ -29,6 +29,14 @@ fn main() {
             );
             leave(true)
         }
+        Exit::Stranded { .. } => {
+            log.note(
+                Step::Exit,
+                Status::Fail,
+                "powering off: the old OS's boot configuration could not be restored, so a reboot would start this ramdisk again",
+            );
+            leave(true)
+        }
         // Returning from PID 1 panics the kernel; `panic=` reboots it.
         Exit::TestExit => {}
     }

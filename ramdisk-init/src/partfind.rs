@@ -51,3 +51,24 @@ pub fn by_uuid<S: System + ?Sized>(sys: &S, uuid: &str) -> Result<Found, String>
     }
     Err(format!("no filesystem with UUID {uuid} on any disk"))
 }
+
+/// The partition with PARTUUID `partuuid` (case-insensitive) on any disk.
+pub fn by_partuuid<S: System + ?Sized>(sys: &S, partuuid: &str) -> Result<PathBuf, String> {
+    let mut seen = Vec::new();
+    for d in sys.disks()? {
+        for (dev, id) in sys.partuuids(&d.name)? {
+            if id.eq_ignore_ascii_case(partuuid) {
+                return Ok(dev);
+            }
+            seen.push(id);
+        }
+    }
+    Err(format!(
+        "no partition with PARTUUID {partuuid}; found: {}",
+        if seen.is_empty() {
+            "none".to_string()
+        } else {
+            seen.join(", ")
+        }
+    ))
+}

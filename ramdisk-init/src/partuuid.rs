@@ -16,11 +16,17 @@ pub fn guid_string(b: &[u8; 16]) -> String {
 /// The PARTUUIDs of every used partition on the disk `dev`, lowercase.
 /// Returns an empty list for a disk with no recognisable table.
 pub fn read_partuuids<D: Read + Seek>(dev: &mut D) -> std::io::Result<Vec<String>> {
+    Ok(read_numbered(dev)?.into_iter().map(|(_, u)| u).collect())
+}
+
+/// Like [`read_partuuids`], with each partition's number (the `N` of
+/// `/dev/sdaN`, `/dev/mmcblk0pN`).
+pub fn read_numbered<D: Read + Seek>(dev: &mut D) -> std::io::Result<Vec<(u32, String)>> {
     if let Ok(gpt) = gptman::GPT::find_from(dev) {
         return Ok(gpt
             .iter()
             .filter(|(_, p)| p.is_used())
-            .map(|(_, p)| guid_string(&p.unique_partition_guid))
+            .map(|(i, p)| (i, guid_string(&p.unique_partition_guid)))
             .collect());
     }
     dev.rewind()?;
@@ -31,7 +37,7 @@ pub fn read_partuuids<D: Read + Seek>(dev: &mut D) -> std::io::Result<Vec<String
             Ok(mbr
                 .iter()
                 .filter(|(_, p)| p.is_used())
-                .map(|(i, _)| format!("{sig:08x}-{i:02x}"))
+                .map(|(i, _)| (i as u32, format!("{sig:08x}-{i:02x}")))
                 .collect())
         }
         Err(_) => Ok(Vec::new()),
@@ -78,6 +84,15 @@ mod tests {
         assert!(ids.contains(&"1234abcd-01".to_string()), "{ids:?}");
         assert!(ids.contains(&"1234abcd-05".to_string()), "{ids:?}");
         assert!(ids.contains(&"1234abcd-06".to_string()), "{ids:?}");
+        let numbered = read_numbered(&mut f).unwrap();
+        assert!(
+            numbered.contains(&(6, "1234abcd-06".to_string())),
+            "{numbered:?}"
+        );
+        assert!(
+            numbered.contains(&(1, "1234abcd-01".to_string())),
+            "{numbered:?}"
+        );
     }
 
     #[test]

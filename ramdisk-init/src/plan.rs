@@ -220,6 +220,14 @@ pub enum BootStrategy {
     Kexec,
 }
 
+impl BootStrategy {
+    /// Whether a reboot boots the old OS without stage 2's disarm step
+    /// (the Raspberry Pi config.txt edit needs stage 2 to restore it).
+    pub fn self_clearing(self) -> bool {
+        !matches!(self, BootStrategy::RpiConfig)
+    }
+}
+
 /// A change stage 2 must undo first thing, so that any later failure boots
 /// the old OS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

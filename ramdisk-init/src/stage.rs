@@ -40,6 +40,16 @@ pub enum Exit {
         /// Why.
         reason: String,
     },
+    /// The boot change could not be undone (config.txt not restored), so a
+    /// reboot would start this ramdisk again, and then a later step failed
+    /// (or this was a pretend run): power off instead of looping. See
+    /// docs/migration.md "When the restore fails".
+    Stranded {
+        /// The step that stopped the run.
+        step: Step,
+        /// Why, with the restore failure.
+        reason: String,
+    },
     /// Test hook: PID 1 exits, the kernel panics, `panic=` reboots.
     TestExit,
 }
@@ -62,7 +72,12 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
         concat!("migrd-init ", env!("CARGO_PKG_VERSION")),
     );
     let mut plan_seen: Option<Plan> = None;
-    let exit = match before_ponr(sys, log, &mut plan_seen) {
+    let mut stranded: Option<String> = None;
+    let exit = match before_ponr(sys, log, &mut plan_seen, &mut stranded) {
+        Ok(Pre::Leave(Exit::PretendDone)) if stranded.is_some() => Exit::Stranded {
+            step: Step::Disarm,
+            reason: stranded.unwrap_or_default(),
+        },
         Ok(Pre::Leave(exit)) => exit,
         Ok(Pre::Continue(plan, disk)) => after_ponr(sys, log, &plan, &disk),
         Err(Failed(step, reason)) => {
@@ -70,7 +85,13 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
             if let Some(plan) = &plan_seen {
                 leave_word(sys, log, plan, Outcome::Fallback, step, &reason);
             }
-            Exit::Fallback { step, reason }
+            match stranded {
+                Some(d) => Exit::Stranded {
+                    step,
+                    reason: format!("{reason}; and the boot change was not undone: {d}"),
+                },
+                None => Exit::Fallback { step, reason },
+            }
         }
     };
     let device = plan_seen.as_ref().and_then(|p| p.log.device.clone());
@@ -127,6 +148,7 @@ fn before_ponr<S: System, W: Write>(
     sys: &mut S,
     log: &mut EventLog<W>,
     plan_seen: &mut Option<Plan>,
+    stranded: &mut Option<String>,
 ) -> Result<Pre, Failed> {
     sys.setup().map_err(|e| Failed(Step::Setup, e))?;
     log.note(Step::Setup, Status::Ok, "devtmpfs, proc, sysfs mounted");
@@ -146,7 +168,21 @@ fn before_ponr<S: System, W: Write>(
     }
 
     load_modules(sys, log, &plan.modules)?;
-    crate::disarm::run(sys, log, &plan.boot.disarm).map_err(|e| Failed(Step::Disarm, e))?;
+    if let Err(e) = crate::disarm::run(sys, log, &plan.boot.disarm) {
+        if plan.boot.strategy.self_clearing() {
+            return Err(Failed(Step::Disarm, e));
+        }
+        // The boot change does not clear itself and could not be undone:
+        // going back would boot this ramdisk again, forever. Going on is
+        // the only way the device can come back by itself (the flash
+        // rewrites the boot partition); a later failure powers off.
+        log.note(
+            Step::Disarm,
+            Status::Fail,
+            &format!("{e}; a reboot would start this ramdisk again, so the migration goes on and any later failure powers off"),
+        );
+        *stranded = Some(e);
+    }
     // From here on failures can be recorded on the old OS's filesystem.
     *plan_seen = Some(plan.clone());
     let disk = find_target(sys, log, &plan)?;

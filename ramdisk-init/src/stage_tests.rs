@@ -95,6 +95,28 @@ impl System for Fake {
     fn fs_info(&self, dev: &Path) -> Option<FsInfo> {
         self.table().get(dev).cloned()
     }
+    /// MBR-style PARTUUIDs: `vda` has signature 0000beef, others 0000cafe.
+    fn partuuids(&self, disk: &str) -> Result<Vec<(PathBuf, String)>, String> {
+        let sig = if disk == "vda" {
+            "0000beef"
+        } else {
+            "0000cafe"
+        };
+        Ok(self
+            .partitions(disk)?
+            .into_iter()
+            .map(|dev| {
+                let n: String = dev
+                    .to_string_lossy()
+                    .chars()
+                    .rev()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                let n: u32 = n.chars().rev().collect::<String>().parse().unwrap_or(0);
+                (dev, format!("{sig}-{n:02}"))
+            })
+            .collect())
+    }
     fn mount(&mut self, dev: &Path, fstype: &str, at: &Path) -> Result<(), String> {
         let info = self.fs_info(dev).ok_or("no fs")?;
         assert_eq!(info.fstype, fstype, "mounted with the wrong type");
@@ -255,7 +277,7 @@ fn a_good_payload_is_flashed_then_config_and_log_injected() {
             "done/ok"
         ]
     );
-    assert_eq!(ev[4]["data"]["no_device"], json!(["crct10dif_pclmul"]));
+    assert_eq!(ev[3]["data"]["no_device"], json!(["crct10dif_pclmul"]));
     let boot = sys.fs_dir("AAAA-0001");
     let cfg = boot.join("config.json");
     assert_eq!(std::fs::read(&cfg).unwrap(), br#"{"apiKey":"s3cret"}"#);
@@ -414,4 +436,127 @@ fn an_unloadable_module_set_is_reported_by_name() {
         } => assert!(reason.contains("virtio_blk"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A plan armed through the config.txt edit: the original rides in the
+/// ramdisk, the armed file is on the old boot partition (vda1).
+fn config_txt_setup(
+    content: &[u8],
+    partuuid: &str,
+    tweak: impl FnOnce(&mut Plan),
+) -> (tempfile::TempDir, Fake) {
+    let (d, sys) = setup(content, |p| {
+        p.boot = crate::plan::BootPlan {
+            strategy: crate::plan::BootStrategy::RpiConfig,
+            disarm: vec![crate::plan::DisarmAction::RestoreFile {
+                partuuid: partuuid.into(),
+                fstype: "ext4".into(),
+                path: "config.txt".into(),
+                original: "/migrd/rpi/config.txt".into(),
+            }],
+        };
+        tweak(p);
+    });
+    std::fs::create_dir_all(d.path().join("migrd/rpi")).unwrap();
+    std::fs::write(d.path().join("migrd/rpi/config.txt"), b"arm_boost=1\n").unwrap();
+    let boot = sys.fs_dir("old-boot-uuid");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(
+        boot.join("config.txt"),
+        b"arm_boost=1\ninitramfs migrd-initrd.img followkernel\n",
+    )
+    .unwrap();
+    (d, sys)
+}
+
+fn config_txt(sys: &Fake) -> String {
+    std::fs::read_to_string(sys.fs_dir("old-boot-uuid").join("config.txt")).unwrap()
+}
+
+#[test]
+fn config_txt_is_restored_by_partuuid_before_the_target_is_looked_for() {
+    // Upper case in the plan: PARTUUIDs compare without case.
+    let (_d, mut sys) = config_txt_setup(b"abd", "0000BEEF-01", |_| {});
+    let mut buf = Vec::new();
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    assert_eq!(config_txt(&sys), "arm_boost=1\n");
+    // Restored, so a later failure falls back as usual: the old OS boots.
+    assert!(
+        matches!(
+            exit,
+            Exit::Fallback {
+                step: Step::Verify,
+                ..
+            }
+        ),
+        "{exit:?}"
+    );
+    let ev = events(&buf);
+    let st = steps(&ev);
+    let disarm = st.iter().position(|s| s == "disarm/ok").unwrap();
+    let find = st.iter().position(|s| s == "find-target/ok").unwrap();
+    assert!(disarm < find, "{st:?}");
+    assert!(
+        ev[disarm]["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/dev/vda1")
+            || ev[disarm].to_string().contains("vda1"),
+        "{}",
+        ev[disarm]
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(sys.fs_dir("old-boot-uuid"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("migrd-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn an_unrestorable_config_txt_goes_on_with_the_migration() {
+    // No partition has this PARTUUID: going back would boot the ramdisk
+    // again, so a good payload is flashed anyway.
+    let (_d, mut sys) = config_txt_setup(b"abc", "0000beef-09", |_| {});
+    let mut buf = Vec::new();
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    assert_eq!(exit, Exit::Migrated);
+    assert!(sys.flashed);
+    let st = steps(&events(&buf));
+    assert!(st.contains(&"disarm/fail".to_string()), "{st:?}");
+    assert!(String::from_utf8_lossy(&buf).contains("0000beef-09"));
+}
+
+#[test]
+fn an_unrestorable_config_txt_then_a_failure_powers_off_instead_of_looping() {
+    for pretend in [false, true] {
+        let content: &[u8] = if pretend { b"abc" } else { b"abd" };
+        let (_d, mut sys) = config_txt_setup(content, "0000beef-09", |p| p.pretend = pretend);
+        let mut buf = Vec::new();
+        match run(&mut sys, &mut EventLog::new(&mut buf)) {
+            Exit::Stranded { reason, .. } => {
+                assert!(reason.contains("0000beef-09"), "{reason}");
+            }
+            other => panic!("pretend={pretend}: {other:?}"),
+        }
+        assert_eq!(sys.flash_calls, 0);
+        assert!(config_txt(&sys).contains("migrd-initrd.img"));
+    }
+}
+
+#[test]
+fn a_failed_restore_on_a_self_clearing_boot_falls_back() {
+    // Same failure with a boot that clears itself: the old OS boots.
+    let (_d, mut sys) = config_txt_setup(b"abc", "0000beef-09", |p| {
+        p.boot.strategy = crate::plan::BootStrategy::Grub;
+    });
+    let mut buf = Vec::new();
+    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+        Exit::Fallback {
+            step: Step::Disarm,
+            reason,
+        } => assert!(reason.contains("PARTUUID 0000beef-09"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!sys.flashed);
 }

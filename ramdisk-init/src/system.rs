@@ -59,6 +59,9 @@ pub trait System {
     fn partitions(&self, disk: &str) -> Result<Vec<PathBuf>, String>;
     /// The filesystem on a partition, if recognised.
     fn fs_info(&self, dev: &Path) -> Option<FsInfo>;
+    /// Each partition of a disk with its PARTUUID, lowercase, as the kernel
+    /// names it (GPT partition GUID, or MBR `<signature>-<NN>`).
+    fn partuuids(&self, disk: &str) -> Result<Vec<(PathBuf, String)>, String>;
     /// Mount a filesystem read-write.
     fn mount(&mut self, dev: &Path, fstype: &str, at: &Path) -> Result<(), String>;
     /// Unmount it (after syncing).
