@@ -78,4 +78,17 @@ fetch_kernel() { # $1 = debian arch, $2 = flavour package (linux-image-amd64)
   log "kernel $rel ready in $dest"
 }
 fetch_kernel amd64 linux-image-amd64
+
+# virt-firmware (virt-fw-vars) in a venv: reads and writes OVMF vars files
+# from the host, for the EFI codec tests and the UEFI scenarios.
+venv=$LAB/venv
+if ! "$venv/bin/virt-fw-vars" --help >/dev/null 2>&1; then
+  python3 -m venv "$venv" 2>/dev/null || {
+    apt_update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$venv"; python3 -m venv "$venv"
+  }
+  log "installing virt-firmware into $venv"
+  "$venv/bin/pip" install -q virt-firmware
+fi
 log "lab ready in $LAB"

@@ -241,6 +241,13 @@ impl fmt::Display for Node {
                     )
                 }
                 (1, 1, [func, dev]) => write!(f, "Pci(0x{dev:x},0x{func:x})"),
+                (3, 18, [p0, p1, m0, m1, l0, l1]) => write!(
+                    f,
+                    "Sata({},{},{})",
+                    u16::from_le_bytes([*p0, *p1]),
+                    u16::from_le_bytes([*m0, *m1]),
+                    u16::from_le_bytes([*l0, *l1])
+                ),
                 (4, 6, g) | (4, 7, g) if g.len() == 16 => {
                     let mut b = [0u8; 16];
                     b.copy_from_slice(g);
@@ -369,8 +376,8 @@ impl LoadOption {
         })
     }
 
-    /// The optional data as text, when it is UTF-16LE of printable
-    /// characters (a kernel command line); None for binary data.
+    /// The optional data as text, when it is UTF-16LE of printable ASCII
+    /// (a kernel command line), trailing NULs dropped; None for binary data.
     pub fn optional_text(&self) -> Option<String> {
         let d = &self.optional_data;
         if d.is_empty() || d.len() % 2 != 0 {
@@ -383,8 +390,10 @@ impl LoadOption {
         while units.last() == Some(&0) {
             units.pop();
         }
-        let s = String::from_utf16(&units).ok()?;
-        (!s.is_empty() && s.chars().all(|c| !c.is_control())).then_some(s)
+        // Printable ASCII only: a kernel command line is, and binary data
+        // (OVMF stores a GUID here) almost never is.
+        let text = !units.is_empty() && units.iter().all(|u| (0x20..0x7f).contains(u));
+        text.then(|| String::from_utf16_lossy(&units))
     }
 
     /// The device path in efibootmgr's notation:
@@ -400,14 +409,15 @@ impl LoadOption {
 }
 
 impl fmt::Display for LoadOption {
-    /// `description<TAB>path[ command line]`, as `efibootmgr -v` prints an
-    /// entry after its `Boot####*` name.
+    /// `description<TAB>path[ optional data]`, as `efibootmgr -v` prints an
+    /// entry after its `Boot####*` name (the data as text when it is a
+    /// command line, else as hex).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}\t{}", self.description, self.path_string())?;
         match self.optional_text() {
-            Some(t) => write!(f, "{t}"),
+            Some(t) => write!(f, " {t}"),
             None if self.optional_data.is_empty() => Ok(()),
-            None => write!(f, "{}", hex(&self.optional_data)),
+            None => write!(f, " {}", hex(&self.optional_data)),
         }
     }
 }
@@ -462,7 +472,12 @@ mod tests {
             o.optional_text().as_deref(),
             Some(r"initrd=\EFI\migrd\initrd.img console=ttyS0")
         );
-        assert!(o.to_string().starts_with("migrd one-shot\tHD(1,GPT,"));
+        assert_eq!(
+            o.to_string(),
+            format!(
+                r"migrd one-shot	HD(1,GPT,{GUID},0x800,0x10000)/File(\EFI\migrd\vmlinuz.efi) initrd=\EFI\migrd\initrd.img console=ttyS0"
+            )
+        );
         let mbr = HardDrive {
             partition: 5,
             start: 2048,
@@ -543,6 +558,58 @@ mod tests {
             .contains("/PciRoot(0x0)/Pci(0x2,0x1)/Path(4,4,"));
         assert_eq!(o.attributes, 9);
         assert!(o.active());
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Boot#### values OVMF (edk2-stable202302, Debian's ovmf package) wrote
+    /// on its first boot of a q35 machine with a virtio disk, read back with
+    /// `virt-fw-vars --output-json` (tests/tests/efi_vars.rs does the same
+    /// live).
+    const OVMF_WRITTEN: [(&str, &str, &str); 3] = [
+        (
+            "090100002c0055006900410070007000000004071400c9bdb87cebf8344faaea3ee4af6516a10406140021aa2c4614760345836e8ab6f46623317fff0400",
+            "UiApp",
+            "FvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)",
+        ),
+        (
+            "01000000200055004500460049002000510045004d00550020004400560044002d0052004f004d00200051004d00300030003000300035002000000002010c00d041030a0000000001010600021f03120a000200ffff00007fff04004eac0881119f594d850ee21a522c59b2",
+            "UEFI QEMU DVD-ROM QM00005 ",
+            "PciRoot(0x0)/Pci(0x1f,0x2)/Sata(2,65535,0)",
+        ),
+        (
+            "010000001600550045004600490020004d006900730063002000440065007600690063006500000002010c00d041030a000000000101060000027fff04004eac0881119f594d850ee21a522c59b2",
+            "UEFI Misc Device",
+            "PciRoot(0x0)/Pci(0x2,0x0)",
+        ),
+    ];
+
+    #[test]
+    fn ovmf_written_entries_round_trip_and_print_like_efibootmgr() {
+        for (hexdata, desc, path) in OVMF_WRITTEN {
+            let b = unhex(hexdata);
+            let o = LoadOption::decode(&b).unwrap();
+            assert_eq!(o.encode(), b, "{desc}");
+            assert_eq!(o.description, desc);
+            assert_eq!(o.path_string(), path);
+            assert_eq!(o.path.last(), Some(&Node::End));
+            assert!(o.hard_drive().is_none() && o.file().is_none());
+        }
+        // UiApp is hidden (0x8) and a category-app (0x100) entry, still active.
+        let ui = LoadOption::decode(&unhex(OVMF_WRITTEN[0].0)).unwrap();
+        assert_eq!(ui.attributes, 0x109);
+        // The DVD entry's optional data is a binary GUID, not a command line.
+        let dvd = LoadOption::decode(&unhex(OVMF_WRITTEN[1].0)).unwrap();
+        assert_eq!(dvd.optional_data.len(), 16);
+        assert!(dvd.optional_text().is_none());
+        assert!(dvd
+            .to_string()
+            .ends_with("Sata(2,65535,0) 4eac0881119f594d850ee21a522c59b2"));
     }
 
     #[test]
