@@ -9,6 +9,7 @@
 pub mod change;
 pub mod grub;
 pub mod rpi;
+pub mod uboot;
 
 use migrd_init::plan::BootStrategy;
 use std::fmt;

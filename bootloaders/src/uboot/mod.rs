@@ -1,0 +1,27 @@
+//! The U-Boot one-shot strategy.
+//!
+//! U-Boot's distro boot scans each boot partition for, in order,
+//! `/extlinux/extlinux.conf`, `/boot.scr.uimg`, `/boot.scr`, then the same
+//! under `/boot/`, and runs the first it finds. migrd puts its own boot
+//! script where it runs first ([`detect`] says where, or why it cannot),
+//! and a flag file next to it. The script clears the flag and writes it
+//! back with `fatwrite`/`ext4write` *before* loading the ramdisk, then
+//! boots the ramdisk; when the flag is 0 (every later boot) or cannot be
+//! written, it hands over to the board's own boot file. So the ramdisk
+//! boots once, and any reset afterwards boots the old OS, with nothing for
+//! stage 2 to undo.
+//!
+//! Boot counting (`bootlimit`/`altbootcmd`) needs no part here: the flag is
+//! cleared before the ramdisk starts, so a hang or panic of the ramdisk
+//! already ends in the old OS on the next reset. [`env`] and
+//! [`fw_config`] read the U-Boot environment through `/etc/fw_env.config`
+//! so `migrd check` can report it (and whether the board counts boots).
+
+pub mod detect;
+pub mod env;
+pub mod fw_config;
+pub mod oneshot;
+pub mod script;
+
+pub use detect::{detect, BootFs, Flow, UbootError, UbootFacts};
+pub use oneshot::{arm, ArmInputs};
