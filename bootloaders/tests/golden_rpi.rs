@@ -60,7 +60,6 @@ fn read(p: &Path) -> String {
 /// The manifest line of a change, and the file it writes (if any).
 fn describe(c: &Change) -> (String, Option<(String, Vec<u8>)>) {
     match c {
-        Change::MkDir { path } => (format!("mkdir {}", path.display()), None),
         Change::Copy { from, to, mode } => (
             format!("copy {} -> {} ({mode:o})", from.display(), to.display()),
             None,
@@ -77,6 +76,7 @@ fn describe(c: &Change) -> (String, Option<(String, Vec<u8>)>) {
                 Some((name, bytes.clone())),
             )
         }
+        other => (format!("{other:?}"), None),
     }
 }
 

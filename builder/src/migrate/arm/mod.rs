@@ -9,6 +9,9 @@
 //! journal → `reboot`.
 
 pub mod grub;
+pub mod rpi_boot;
+pub mod rpi_config;
+pub mod rpi_tryboot;
 
 use super::kernel::RunningKernel;
 use crate::commands::migrate_args::MigrateArgs;
@@ -82,6 +85,8 @@ pub trait Armer {
 pub fn armer(kind: StrategyKind) -> Result<Box<dyn Armer>> {
     match kind {
         StrategyKind::Grub => Ok(Box::new(grub::GrubArmer::default())),
+        StrategyKind::RpiTryboot => Ok(Box::new(rpi_tryboot::TrybootArmer::default())),
+        StrategyKind::RpiConfig => Ok(Box::new(rpi_config::ConfigArmer::default())),
         other => bail!(
             "--boot-via {other} is not available in this migrd yet; see `migrd check` for the strategies this device can use"
         ),
