@@ -11,6 +11,8 @@
 //! git diff bootloaders/tests/golden
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use migrd_bootloaders::change::Change;
 use migrd_bootloaders::rpi::oneshot::{self, CurrentBoot, Inputs};
 use migrd_bootloaders::rpi::Model;
