@@ -8,6 +8,7 @@
 
 pub mod change;
 pub mod grub;
+pub mod kexec;
 pub mod rpi;
 pub mod uboot;
 

@@ -4,7 +4,7 @@
 use super::{CheckResult, Options, Status};
 use crate::probe::firmware::Firmware;
 use crate::probe::Facts;
-use migrd_bootloaders::StrategyKind;
+use migrd_bootloaders::{kexec, StrategyKind};
 use serde::Serialize;
 
 /// One strategy's verdict on this machine.
@@ -63,12 +63,7 @@ pub fn usable(f: &Facts, k: StrategyKind) -> Result<String, String> {
             "self-clearing entry via {}",
             b.uboot_files.join(", ")
         )),
-        StrategyKind::Kexec if b.kexec => {
-            Ok("kexec into the ramdisk: nothing persistent changes".into())
-        }
-        StrategyKind::Kexec => {
-            Err("the running kernel has no kexec (/sys/kernel/kexec_loaded missing)".into())
-        }
+        StrategyKind::Kexec => kexec::usable(&b.kexec).map_err(|e| e.to_string()),
     }
 }
 

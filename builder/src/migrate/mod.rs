@@ -7,6 +7,7 @@
 pub mod arm;
 pub mod grub_facts;
 pub mod kernel;
+pub mod kexec_file;
 pub mod status;
 
 use crate::checks::{self, Status};
@@ -53,6 +54,35 @@ fn confirm(summary: &str) -> Result<()> {
     if line.trim() != "yes" {
         bail!("not confirmed; nothing was changed");
     }
+    Ok(())
+}
+
+/// Lab-only stage 1 hook: flip one byte of the built ramdisk before it is
+/// armed, standing for a payload damaged between stage 1 and stage 2 (the
+/// kexec strategy reads the ramdisk when it loads it, so the lab cannot
+/// damage it afterwards as it does with the copy on /boot).
+pub const CORRUPT_HOOK: &str = "corrupt-ramdisk";
+
+/// Flip the byte 1000 bytes before the end of `path` (inside the payload,
+/// the stored segment's last file).
+fn corrupt_for_lab(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let at = f.metadata()?.len().saturating_sub(1000);
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(at))?;
+    f.read_exact(&mut b)?;
+    b[0] ^= 0xff;
+    f.seek(SeekFrom::Start(at))?;
+    f.write_all(&b)?;
+    f.sync_all()?;
+    log::warn!(
+        "{TEST_HOOK_ENV}={CORRUPT_HOOK}: flipped byte {at} of {}",
+        path.display()
+    );
     Ok(())
 }
 
@@ -214,6 +244,9 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         ramdisk_files: prepared.ramdisk_files.clone(),
     };
     let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
+    if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_HOOK) {
+        corrupt_for_lab(&built.initramfs)?;
+    }
     let result = arm_and_maybe_reboot(
         &ctx,
         armer.as_ref(),
@@ -305,20 +338,24 @@ fn arm_and_maybe_reboot(
         println!("device {uuid}: device type changed to {slug} in the API");
     }
     let changes = armer.changes(ctx, built)?;
-    let mut j = Journaled::begin(ctx.root)?;
-    for c in &changes {
-        if let Err(e) = j.apply(c) {
-            let undone = j.revert();
-            return Err(e.context(format!(
-                "arming failed; changes undone: {}",
-                match undone {
-                    Ok(v) => v.join(", "),
-                    Err(e2) => format!("UNDO FAILED TOO: {e2:#} — run `migrd cancel`"),
-                }
-            )));
+    // A strategy without file changes (kexec) leaves no journal behind.
+    if !changes.is_empty() {
+        let mut j = Journaled::begin(ctx.root)?;
+        for c in &changes {
+            if let Err(e) = j.apply(c) {
+                let undone = j.revert();
+                return Err(e.context(format!(
+                    "arming failed; changes undone: {}",
+                    match undone {
+                        Ok(v) => v.join(", "),
+                        Err(e2) => format!("UNDO FAILED TOO: {e2:#} — run `migrd cancel`"),
+                    }
+                )));
+            }
         }
+        println!("armed: next boot runs the migration ramdisk once (`migrd cancel` undoes this)");
     }
-    println!("armed: next boot runs the migration ramdisk once (`migrd cancel` undoes this)");
+    armer.activate(ctx, built)?;
     if a.no_reboot {
         println!("not rebooting (--no-reboot): {}", armer.no_reboot_hint());
         return Ok(());

@@ -2,6 +2,7 @@
 //! and undoing an armed migration.
 
 use crate::journal::Journaled;
+use crate::migrate::kexec_file::{self, Loaded};
 use anyhow::Result;
 use migrd_bootloaders::grub::{env::GrubEnv, ENTRY_ID};
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub struct State {
     /// The result stage 2 left, if it came back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_run: Option<serde_json::Value>,
+    /// The migration ramdisk migrd loaded for kexec, while it is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kexec_loaded: Option<Loaded>,
 }
 
 fn under(root: &Path, p: &str) -> std::path::PathBuf {
@@ -40,12 +44,22 @@ pub fn read(root: &Path) -> State {
         armed,
         next_boot_is_ramdisk,
         last_run,
+        kexec_loaded: kexec_file::loaded_by_migrd(root),
     }
 }
 
 /// One paragraph for people.
 pub fn describe(s: &State) -> String {
     let mut out = Vec::new();
+    if let Some(k) = &s.kexec_loaded {
+        out.push(format!(
+            "loaded for kexec: {} with the migration ramdisk {} ({} bytes); `systemctl kexec` starts it, \
+             any other reboot boots this OS; `migrd cancel` unloads it",
+            k.kernel.display(),
+            k.initramfs.display(),
+            k.initramfs_size
+        ));
+    }
     match (&s.last_run, s.next_boot_is_ramdisk) {
         (_, true) => out.push("armed: the next boot runs the migration ramdisk once".to_string()),
         (Some(r), false) => {
@@ -59,7 +73,10 @@ pub fn describe(s: &State) -> String {
             });
         }
         (None, false) if s.armed => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
-        (None, false) => out.push("no migration armed on this device".to_string()),
+        (None, false) if s.kexec_loaded.is_none() => {
+            out.push("no migration armed on this device".to_string())
+        }
+        (None, false) => {}
     }
     if s.armed {
         out.push("run `migrd cancel` to remove migrd's boot entry and files".to_string());
@@ -67,9 +84,27 @@ pub fn describe(s: &State) -> String {
     out.join("\n")
 }
 
-/// Undo an armed migration; keeps the last result as
-/// `/var/lib/migrd/last-status.json`.
+/// Undo an armed migration (unload a kexec'd ramdisk, revert the journal);
+/// keeps the last result as `/var/lib/migrd/last-status.json`.
 pub fn cancel(root: &Path) -> Result<Vec<String>> {
+    cancel_with(root, kexec_file::unload)
+}
+
+fn cancel_with(root: &Path, unload: impl FnOnce() -> Result<()>) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if let Some(k) = kexec_file::loaded_by_migrd(root) {
+        unload()?;
+        let _ = std::fs::remove_file(kexec_file::marker(root));
+        done.push(format!(
+            "unloaded the kexec image ({} with {})",
+            k.kernel.display(),
+            k.initramfs.display()
+        ));
+    }
+    // kexec leaves no journal: then there is nothing more to revert.
+    if !done.is_empty() && !Journaled::path(root).exists() {
+        return Ok(done);
+    }
     let j = Journaled::load(root)?;
     let status = under(root, STATUS_PATH);
     if let Ok(bytes) = std::fs::read(&status) {
@@ -77,7 +112,8 @@ pub fn cancel(root: &Path) -> Result<Vec<String>> {
         std::fs::write(&keep, bytes)?;
         std::fs::remove_file(&status)?;
     }
-    j.revert()
+    done.extend(j.revert()?);
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -124,5 +160,42 @@ mod tests {
         assert!(!r.join("boot/grub/grubenv").exists());
         assert!(r.join("var/lib/migrd/last-status.json").exists());
         assert!(describe(&read(r)).contains("no migration armed"));
+    }
+
+    #[test]
+    fn kexec_load_reported_and_cancel_unloads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("sys/kernel")).unwrap();
+        std::fs::write(r.join("sys/kernel/kexec_loaded"), "1\n").unwrap();
+        let l = Loaded {
+            kernel: "/boot/vmlinuz-6.1.0-41-amd64".into(),
+            initramfs: "/root/ramdisk/initramfs.img".into(),
+            initramfs_size: 42,
+            cmdline: "rootfstype=ramfs panic=10".into(),
+        };
+        kexec_file::write_marker(r, &l).unwrap();
+        let s = read(r);
+        assert_eq!(s.kexec_loaded.as_ref(), Some(&l));
+        assert!(!s.armed);
+        let text = describe(&s);
+        assert!(
+            text.contains("loaded for kexec")
+                && text.contains("systemctl kexec")
+                && !text.contains("no migration armed"),
+            "{text}"
+        );
+        let mut unloaded = false;
+        let done = cancel_with(r, || {
+            unloaded = true;
+            std::fs::write(r.join("sys/kernel/kexec_loaded"), "0\n")?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(unloaded && done[0].contains("unloaded"), "{done:?}");
+        assert!(!kexec_file::marker(r).exists());
+        assert!(describe(&read(r)).contains("no migration armed"));
+        // Nothing left: cancel says so instead of pretending.
+        assert!(cancel_with(r, || Ok(())).is_err());
     }
 }

@@ -71,8 +71,8 @@ pub struct BootFacts {
     /// U-Boot configuration files found (`/boot/uEnv.txt`, `/boot/boot.scr`,
     /// `/boot/extlinux/extlinux.conf`).
     pub uboot_files: Vec<String>,
-    /// The running kernel has kexec (`/sys/kernel/kexec_loaded` exists).
-    pub kexec: bool,
+    /// What the kexec strategy needs to know about the running kernel.
+    pub kexec: migrd_bootloaders::kexec::KexecFacts,
 }
 
 const EFI_GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -168,14 +168,15 @@ pub fn probe(root: &Path, board: &Board, mounts: &[Mount], disks: &DiskFacts) ->
     .filter(|p| firmware == Firmware::Uboot && rootfs::exists(root, p))
     .map(|p| format!("/{p}"))
     .collect();
+    let secure_boot = if uefi { secure_boot(root) } else { None };
     BootFacts {
         firmware,
-        secure_boot: if uefi { secure_boot(root) } else { None },
+        secure_boot,
         efivars: uefi && rootfs::exists(root, "sys/firmware/efi/efivars"),
         grub: grub(root, mounts, disks),
         rpi: rpi(root, mounts, board),
         uboot_files,
-        kexec: rootfs::exists(root, "sys/kernel/kexec_loaded"),
+        kexec: super::kexec::probe(root, secure_boot),
     }
 }
 

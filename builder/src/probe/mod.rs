@@ -12,6 +12,7 @@ pub mod device_types;
 pub mod disks;
 pub mod firmware;
 pub mod host;
+pub mod kexec;
 pub mod memory;
 pub mod mounts;
 pub mod os_release;

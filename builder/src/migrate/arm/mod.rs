@@ -9,6 +9,7 @@
 //! journal → `reboot`.
 
 pub mod grub;
+pub mod kexec;
 pub mod rpi_boot;
 pub mod rpi_config;
 pub mod rpi_tryboot;
@@ -71,6 +72,12 @@ pub trait Armer {
     /// the undo journal in order (the last one is the one that makes the
     /// next boot different).
     fn changes(&self, ctx: &Ctx, built: &Built) -> Result<Vec<Change>>;
+    /// Arm what is not a file change, after the journaled changes and also
+    /// with `--no-reboot` (kexec loads the kernel and ramdisk into memory).
+    /// On error nothing may stay armed by this step.
+    fn activate(&self, _ctx: &Ctx, _built: &Built) -> Result<()> {
+        Ok(())
+    }
     /// Start the armed boot. Most strategies reboot through the init system.
     fn reboot(&self, _ctx: &Ctx, _built: &Built) -> Result<()> {
         reboot_system()
@@ -85,6 +92,7 @@ pub trait Armer {
 pub fn armer(kind: StrategyKind) -> Result<Box<dyn Armer>> {
     match kind {
         StrategyKind::Grub => Ok(Box::new(grub::GrubArmer::default())),
+        StrategyKind::Kexec => Ok(Box::new(kexec::KexecArmer)),
         StrategyKind::RpiTryboot => Ok(Box::new(rpi_tryboot::TrybootArmer::default())),
         StrategyKind::RpiConfig => Ok(Box::new(rpi_config::ConfigArmer::default())),
         other => bail!(
