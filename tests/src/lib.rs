@@ -6,6 +6,8 @@
 //! - [`qemu`]: start QEMU with the serial console in a file, wait for exit
 //!   or a pattern, kill on timeout, keep the logs.
 //! - [`events`]: the JSON step events migrd-init prints on the console.
+//! - [`rpi_firmware`]: an emulator of the Raspberry Pi firmware's file
+//!   selection (not the firmware), for the Raspberry Pi scenarios.
 
 pub mod events;
 pub mod guest;
@@ -14,5 +16,6 @@ pub mod images;
 pub mod paths;
 pub mod qemu;
 pub mod report;
+pub mod rpi_firmware;
 #[cfg(feature = "images")]
 pub mod scenario;
