@@ -7,6 +7,7 @@
 //! `--boot-via`.
 
 pub mod change;
+pub mod efi;
 pub mod grub;
 pub mod kexec;
 pub mod rpi;

@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use migrd_bootloaders::change::Change;
+use migrd_init::efi::vars::{EfiVars, DEFAULT_DIR as EFIVARS_DIR};
 use migrd_init::payload::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -35,6 +36,15 @@ pub enum Original {
         mode: u32,
         /// Restore by rewriting in place (grubenv).
         in_place: bool,
+    },
+    /// An EFI variable that did not exist (cancel deletes it).
+    NoEfiVar,
+    /// An EFI variable's value before migrd set or deleted it.
+    EfiVar {
+        /// Its attributes.
+        attributes: u32,
+        /// Its value, hex.
+        data: String,
     },
 }
 
@@ -93,6 +103,28 @@ fn sync_parent(path: &Path) {
             let _ = d.sync_all();
         }
     }
+}
+
+/// Copy a file and set its mode. Not `std::fs::copy`: that also forces the
+/// source's mode on the copy, which vfat (the ESP) refuses with EPERM unless
+/// it matches the mount's umask; the mode is best effort there.
+fn copy_file(src: &Path, dst: &Path, mode: u32) -> Result<()> {
+    let mut from = File::open(src)?;
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(dst)?;
+    std::io::copy(&mut from, &mut to)?;
+    match to.set_permissions(std::fs::Permissions::from_mode(mode)) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => {
+            log::debug!("{}: mode {mode:o} not kept (vfat): {e}", dst.display())
+        }
+        r => r?,
+    }
+    to.sync_all()?;
+    Ok(())
 }
 
 fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -236,14 +268,64 @@ impl Journaled {
                 self.record(to, false, false)?;
                 let real = on(&self.root, to);
                 let src = on(&self.root, from);
-                std::fs::copy(&src, &real)
+                copy_file(&src, &real, *mode)
                     .with_context(|| format!("copying {} to {}", src.display(), real.display()))?;
-                std::fs::set_permissions(&real, std::fs::Permissions::from_mode(*mode))?;
-                File::open(&real)?.sync_all()?;
                 sync_parent(&real);
+            }
+            Change::EfiVar {
+                name,
+                attributes,
+                data,
+            } => {
+                let vars = self.efivars();
+                let original = match vars.read(name)? {
+                    None => Original::NoEfiVar,
+                    Some(v) => Original::EfiVar {
+                        attributes: v.attributes,
+                        data: hex::encode(&v.data),
+                    },
+                };
+                self.journal.entries.push(Entry {
+                    path: Path::new(EFIVARS_DIR).join(name),
+                    original,
+                    dir: false,
+                });
+                self.save()?;
+                match data {
+                    Some(d) => vars.write(name, *attributes, d)?,
+                    None => {
+                        vars.delete(name)?;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    fn efivars(&self) -> EfiVars {
+        EfiVars::new(on(&self.root, Path::new(EFIVARS_DIR)))
+    }
+
+    fn revert_var(&self, e: &Entry) -> Result<Option<String>> {
+        let name = e
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .with_context(|| format!("journal entry {} names no variable", e.path.display()))?;
+        let vars = self.efivars();
+        Ok(match &e.original {
+            Original::EfiVar { attributes, data } => {
+                let bytes = hex::decode(data)
+                    .with_context(|| format!("the saved value of {name} is damaged"))?;
+                vars.write(&name, *attributes, &bytes)?;
+                Some(format!("restored EFI variable {name}"))
+            }
+            // Gone already: BootNext after the firmware consumed it, the
+            // ramdisk's entry after stage 2 deleted it.
+            _ => vars
+                .delete(&name)?
+                .then(|| format!("deleted EFI variable {name}")),
+        })
     }
 
     /// Undo everything, newest first, then remove the journal.
@@ -252,6 +334,9 @@ impl Journaled {
         for e in self.journal.entries.iter().rev() {
             let real = on(&self.root, &e.path);
             match &e.original {
+                Original::NoEfiVar | Original::EfiVar { .. } => {
+                    done.extend(self.revert_var(e)?);
+                }
                 Original::Absent if e.dir => {
                     // Only if empty: never delete what someone else put there.
                     match std::fs::remove_dir(&real) {
@@ -434,6 +519,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn efi_variables_are_journaled_and_cancel_restores_or_deletes_them() {
+        use migrd_init::efi::vars::{boot_var, global};
+        let d = device();
+        let dir = d.path().join("sys/firmware/efi/efivars");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(global("BootNext")), [7, 0, 0, 0, 1, 0]).unwrap();
+        std::fs::write(dir.join(global("BootOrder")), [7, 0, 0, 0, 0, 0, 1, 0]).unwrap();
+        std::fs::write(dir.join(boot_var(9)), [7, 0, 0, 0, 0xaa]).unwrap();
+        let before = snapshot(&dir);
+        let mut j = Journaled::begin(d.path()).unwrap();
+        let set = |name: String, data: Option<Vec<u8>>| Change::EfiVar {
+            name,
+            attributes: 7,
+            data,
+        };
+        j.apply(&set(boot_var(3), Some(vec![1, 2, 3]))).unwrap();
+        j.apply(&set(global("BootNext"), Some(vec![3, 0]))).unwrap();
+        j.apply(&set(boot_var(9), None)).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join(boot_var(3))).unwrap(),
+            [7, 0, 0, 0, 1, 2, 3]
+        );
+        assert_eq!(
+            std::fs::read(dir.join(global("BootNext"))).unwrap(),
+            [7, 0, 0, 0, 3, 0]
+        );
+        assert!(!dir.join(boot_var(9)).exists());
+        let done = Journaled::load(d.path()).unwrap().revert().unwrap();
+        assert!(
+            done.contains(&format!("deleted EFI variable {}", boot_var(3))),
+            "{done:?}"
+        );
+        assert!(done.contains(&format!("restored EFI variable {}", global("BootNext"))));
+        assert_eq!(snapshot(&dir), before);
+    }
+
+    #[test]
+    fn cancel_after_the_firmware_consumed_bootnext_is_fine() {
+        use migrd_init::efi::vars::global;
+        let d = device();
+        let dir = d.path().join("sys/firmware/efi/efivars");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut j = Journaled::begin(d.path()).unwrap();
+        j.apply(&Change::EfiVar {
+            name: global("BootNext"),
+            attributes: 7,
+            data: Some(vec![3, 0]),
+        })
+        .unwrap();
+        std::fs::remove_file(dir.join(global("BootNext"))).unwrap();
+        let done = j.revert().unwrap();
+        assert!(done.is_empty(), "{done:?}");
+        assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
     }
 
     #[test]
