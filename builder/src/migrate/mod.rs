@@ -37,6 +37,11 @@ fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<Strat
     let k = match a.boot_via {
         Some(k) => k,
         None if facts.boot.grub.is_some() => StrategyKind::Grub,
+        // A Raspberry Pi: tryboot where it is usable, else the config.txt edit.
+        None if facts.boot.rpi.is_some() => [StrategyKind::RpiTryboot, StrategyKind::RpiConfig]
+            .into_iter()
+            .find(|k| crate::checks::boot::usable(facts, *k).is_ok())
+            .unwrap_or(StrategyKind::RpiConfig),
         None => bail!("no supported one-shot boot path found on this device; see `migrd check`"),
     };
     Ok(k)
