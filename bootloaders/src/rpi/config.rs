@@ -41,6 +41,9 @@ pub enum Line {
 pub struct RawLine {
     /// The text, as in the file.
     pub text: String,
+    /// Whether its line ending is `\r\n` (kept per line: files with mixed
+    /// endings render back unchanged).
+    pub cr: bool,
     /// What it says.
     pub line: Line,
 }
@@ -50,7 +53,8 @@ pub struct RawLine {
 pub struct ConfigTxt {
     /// The lines, in order.
     pub lines: Vec<RawLine>,
-    /// `\r\n` when the file uses DOS line endings, else `\n`.
+    /// `\r\n` when the file uses DOS line endings, else `\n` (for
+    /// appended lines).
     pub eol: &'static str,
     /// Whether the last line ended with a line ending.
     pub final_eol: bool,
@@ -112,9 +116,13 @@ impl ConfigTxt {
         } else {
             body.split('\n')
                 .map(|l| {
-                    let l = l.strip_suffix('\r').unwrap_or(l);
+                    let (l, cr) = match l.strip_suffix('\r') {
+                        Some(t) => (t, true),
+                        None => (l, false),
+                    };
                     RawLine {
                         text: l.to_string(),
+                        cr,
                         line: classify(l),
                     }
                 })
@@ -133,8 +141,11 @@ impl ConfigTxt {
         let mut s = String::new();
         for (i, l) in self.lines.iter().enumerate() {
             s.push_str(&l.text);
+            if l.cr {
+                s.push('\r');
+            }
             if i + 1 < self.lines.len() || self.final_eol {
-                s.push_str(self.eol);
+                s.push('\n');
             }
         }
         s
@@ -143,9 +154,17 @@ impl ConfigTxt {
     /// Append lines at the end (the file's line ending is kept; a missing
     /// final line ending is added first).
     pub fn append<I: IntoIterator<Item = String>>(&mut self, lines: I) {
+        let dos = self.eol == "\r\n";
+        if !self.final_eol {
+            // The last line gets the file's line ending.
+            if let Some(last) = self.lines.last_mut() {
+                last.cr |= dos;
+            }
+        }
         for text in lines {
             self.lines.push(RawLine {
                 line: classify(&text),
+                cr: dos,
                 text,
             });
         }
@@ -176,6 +195,7 @@ mod tests {
             "a=1\n",
             "# c\n\n[pi4]\ndtoverlay=vc4-kms-v3d\n[all]\n",
             "a=1\r\nb=2\r\n",
+            "mixed=1\r\nendings=2\nlast\r",
             "  spaced = yes  \n\tinitramfs x followkernel\n",
         ] {
             assert_eq!(ConfigTxt::parse(text).render(), text, "{text:?}");
@@ -215,5 +235,80 @@ mod tests {
         c.append(["[all]".to_string(), "kernel=k.img".to_string()]);
         assert_eq!(c.render(), "a=1\r\nb=2\r\n[all]\r\nkernel=k.img\r\n");
         assert_eq!(c.lines[2].line, Line::Filter("all".into()));
+    }
+}
+
+/// A deterministic stand-in for a fuzz target: many generated files from
+/// the pieces config.txt is made of (filters, `initramfs`, comments, DOS
+/// and Unix line endings, missing final newline, odd spacing), each parsed,
+/// rendered and appended to.
+#[cfg(test)]
+mod generated {
+    use super::*;
+
+    const PIECES: &[&str] = &[
+        "",
+        " ",
+        "#c",
+        "[pi4]",
+        "[all]",
+        "[ tryboot ]",
+        "[broken",
+        "]",
+        "kernel=k.img",
+        "dtparam=audio=on",
+        " a = b ",
+        "=x",
+        "initramfs a,b followkernel",
+        "initramfs",
+        "include x.txt",
+        "word",
+        "\t",
+        "é=ü",
+    ];
+
+    #[test]
+    fn every_generated_file_renders_back_and_appends_at_the_end() {
+        // A small LCG: reproducible, no extra crate.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 33) as usize) % n
+        };
+        for _ in 0..2000 {
+            // Mostly one line ending per file, sometimes mixed.
+            let mixed = next(4) == 0;
+            let eol0 = if next(2) == 0 { "\n" } else { "\r\n" };
+            let pick = |r: usize| match (mixed, r) {
+                (true, 0) => "\n",
+                (true, _) => "\r\n",
+                (false, _) => eol0,
+            };
+            let mut text = String::new();
+            for i in 0..next(8) {
+                if i > 0 {
+                    text.push_str(pick(next(2)));
+                }
+                text.push_str(PIECES[next(PIECES.len())]);
+            }
+            if next(2) == 0 && !text.is_empty() {
+                text.push_str(pick(next(2)));
+            }
+            let c = ConfigTxt::parse(&text);
+            assert_eq!(c.render(), text, "{text:?}");
+            let mut c2 = c.clone();
+            c2.append(["[all]".to_string()]);
+            let out = c2.render();
+            assert!(out.starts_with(&text), "{text:?} -> {out:?}");
+            assert!(
+                out.ends_with("[all]\n") || out.ends_with("[all]\r\n"),
+                "{out:?}"
+            );
+            assert_eq!(
+                ConfigTxt::parse(&out).lines.len(),
+                c.lines.len() + 1,
+                "{text:?}"
+            );
+        }
     }
 }
