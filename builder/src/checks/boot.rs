@@ -33,9 +33,11 @@ pub fn usable(f: &Facts, k: StrategyKind) -> Result<String, String> {
         },
         StrategyKind::Efi if b.firmware != Firmware::Uefi => Err("not booted by UEFI".into()),
         StrategyKind::Efi if !b.efivars => Err("efivarfs is not available to set BootNext".into()),
-        StrategyKind::Efi if b.secure_boot == Some(true) => {
-            Err("Secure Boot would refuse an unsigned kernel entry".into())
-        }
+        StrategyKind::Efi if b.secure_boot == Some(true) => Err(
+            "Secure Boot is on: the firmware would refuse to start the kernel from a BootNext entry \
+             (only the signed shim → GRUB path is trusted); use --boot-via grub"
+                .into(),
+        ),
         StrategyKind::Efi => Ok("BootNext to a new Boot#### entry; firmware clears it".into()),
         StrategyKind::RpiTryboot => match &b.rpi {
             Some(r) if r.tryboot && r.config_txt => Ok(format!("tryboot.txt in {}", r.boot_dir)),
@@ -78,6 +80,27 @@ pub fn preference(fw: Firmware) -> &'static [StrategyKind] {
     }
 }
 
+/// Whether GRUB is the boot manager the firmware started: the `BootCurrent`
+/// entry loads grubx64/shimx64; without `BootCurrent`, GRUB being installed
+/// and able to clear `next_entry`.
+pub fn grub_active(f: &Facts) -> bool {
+    match &f.boot.boot_current {
+        Some(path) => migrd_bootloaders::efi::is_grub_path(path),
+        None => usable(f, StrategyKind::Grub).is_ok(),
+    }
+}
+
+/// Preference order on this machine: on UEFI, GRUB first when it is the
+/// active boot manager (its menu and next_entry are what the operator
+/// knows), BootNext first otherwise.
+pub fn order(f: &Facts) -> Vec<StrategyKind> {
+    use StrategyKind::*;
+    match f.boot.firmware {
+        Firmware::Uefi if grub_active(f) => vec![Grub, Efi, Kexec],
+        fw => preference(fw).to_vec(),
+    }
+}
+
 /// Every strategy's verdict.
 pub fn candidates(f: &Facts) -> Vec<Candidate> {
     StrategyKind::ALL
@@ -106,7 +129,7 @@ pub fn strategy(f: &Facts, o: &Options) -> (CheckResult, Option<StrategyKind>) {
                 )
             }
         },
-        None => preference(f.boot.firmware)
+        None => order(f)
             .iter()
             .find_map(|k| usable(f, *k).ok().map(|w| (*k, w))),
     };
@@ -124,7 +147,7 @@ pub fn strategy(f: &Facts, o: &Options) -> (CheckResult, Option<StrategyKind>) {
             Some(k),
         ),
         None => {
-            let why: Vec<String> = preference(f.boot.firmware)
+            let why: Vec<String> = order(f)
                 .iter()
                 .filter_map(|k| usable(f, *k).err().map(|e| format!("{k}: {e}")))
                 .collect();
@@ -137,5 +160,90 @@ pub fn strategy(f: &Facts, o: &Options) -> (CheckResult, Option<StrategyKind>) {
                 None,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::firmware::GrubFacts;
+
+    fn uefi(current: Option<&str>, grub: bool, secure_boot: Option<bool>) -> Facts {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = crate::probe::probe(d.path());
+        f.boot.firmware = Firmware::Uefi;
+        f.boot.efivars = true;
+        f.boot.secure_boot = secure_boot;
+        f.boot.boot_current = current.map(str::to_string);
+        f.boot.grub = grub.then(|| GrubFacts {
+            dir: "/boot/grub".into(),
+            fstype: Some("ext4".into()),
+            env_writable: true,
+            reason: None,
+        });
+        f
+    }
+
+    fn options(boot_via: Option<StrategyKind>) -> Options {
+        Options {
+            no_os_check: true,
+            no_dt_check: true,
+            no_api_check: true,
+            no_vpn_check: true,
+            no_nwmgr_check: true,
+            timeout: std::time::Duration::from_secs(1),
+            boot_via,
+            log_to: None,
+            flash_to: None,
+        }
+    }
+
+    #[test]
+    fn grub_first_when_the_firmware_started_shim_or_grub() {
+        let shim = r"HD(1,GPT,x,0x800,0x100000)/File(\EFI\debian\shimx64.efi)";
+        let f = uefi(Some(shim), true, Some(false));
+        assert!(grub_active(&f));
+        assert_eq!(order(&f)[0], StrategyKind::Grub);
+        assert_eq!(strategy(&f, &options(None)).1, Some(StrategyKind::Grub));
+        // --boot-via overrides.
+        assert_eq!(
+            strategy(&f, &options(Some(StrategyKind::Efi))).1,
+            Some(StrategyKind::Efi)
+        );
+    }
+
+    #[test]
+    fn bootnext_first_when_another_loader_is_active() {
+        let sdboot = r"HD(1,GPT,x,0x800,0x100000)/File(\EFI\systemd\systemd-bootx64.efi)";
+        let f = uefi(Some(sdboot), true, Some(false));
+        assert!(!grub_active(&f));
+        assert_eq!(strategy(&f, &options(None)).1, Some(StrategyKind::Efi));
+        // No BootCurrent: GRUB that can clear next_entry is taken as active.
+        assert!(grub_active(&uefi(None, true, None)));
+        assert!(!grub_active(&uefi(None, false, None)));
+        assert_eq!(
+            strategy(&uefi(None, false, None), &options(None)).1,
+            Some(StrategyKind::Efi)
+        );
+    }
+
+    #[test]
+    fn secure_boot_makes_bootnext_unusable_with_the_reason() {
+        let f = uefi(None, true, Some(true));
+        let e = usable(&f, StrategyKind::Efi).unwrap_err();
+        assert!(
+            e.contains("Secure Boot") && e.contains("--boot-via grub"),
+            "{e}"
+        );
+        let (c, k) = strategy(&f, &options(Some(StrategyKind::Efi)));
+        assert_eq!(k, None);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.message.contains("Secure Boot"), "{}", c.message);
+        assert_eq!(strategy(&f, &options(None)).1, Some(StrategyKind::Grub));
+        let efi = candidates(&f)
+            .into_iter()
+            .find(|c| c.strategy == "efi")
+            .unwrap();
+        assert!(!efi.usable && efi.reason.contains("Secure Boot"));
     }
 }

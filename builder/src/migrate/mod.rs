@@ -36,6 +36,15 @@ pub const TEST_HOOK_ENV: &str = "MIGRD_TEST_HOOK";
 fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<StrategyKind> {
     let k = match a.boot_via {
         Some(k) => k,
+        // UEFI: the same order as the boot-strategy check.
+        None if facts.boot.firmware == crate::probe::firmware::Firmware::Uefi => {
+            crate::checks::boot::order(facts)
+                .into_iter()
+                .find(|k| crate::checks::boot::usable(facts, *k).is_ok())
+                .context(
+                    "no one-shot boot path is usable on this UEFI machine; see `migrd check`",
+                )?
+        }
         None if facts.boot.grub.is_some() => StrategyKind::Grub,
         // A Raspberry Pi: tryboot where it is usable, else the config.txt edit.
         None if facts.boot.rpi.is_some() => [StrategyKind::RpiTryboot, StrategyKind::RpiConfig]

@@ -62,6 +62,11 @@ pub struct BootFacts {
     pub secure_boot: Option<bool>,
     /// efivarfs is readable (BootNext can be set).
     pub efivars: bool,
+    /// The device path of the firmware entry that booted this system
+    /// (`BootCurrent`), in efibootmgr's notation: tells whether GRUB (or shim)
+    /// is the active boot manager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_current: Option<String>,
     /// GRUB, if installed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grub: Option<GrubFacts>,
@@ -94,6 +99,17 @@ pub fn secure_boot(root: &Path) -> Option<bool> {
         )),
     );
     std::fs::read(legacy).ok()?.first().map(|v| *v == 1)
+}
+
+/// The path of the `BootCurrent` entry, from efivarfs.
+pub fn boot_current(root: &Path) -> Option<String> {
+    use migrd_init::efi::{load_option::LoadOption, vars};
+    let v = vars::EfiVars::new(rootfs::join(root, Path::new("sys/firmware/efi/efivars")));
+    let n = v.boot_current().ok()??;
+    let entry = v.read(&vars::boot_var(n)).ok()??;
+    LoadOption::decode(&entry.data)
+        .ok()
+        .map(|o| o.path_string())
 }
 
 fn grub(root: &Path, mounts: &[Mount], disks: &DiskFacts) -> Option<GrubFacts> {
@@ -173,6 +189,7 @@ pub fn probe(root: &Path, board: &Board, mounts: &[Mount], disks: &DiskFacts) ->
         firmware,
         secure_boot,
         efivars: uefi && rootfs::exists(root, "sys/firmware/efi/efivars"),
+        boot_current: if uefi { boot_current(root) } else { None },
         grub: grub(root, mounts, disks),
         rpi: rpi(root, mounts, board),
         uboot_files,

@@ -8,6 +8,7 @@
 //! that plan → the operator confirms → `changes` are applied through the
 //! journal → `reboot`.
 
+pub mod efi;
 pub mod grub;
 pub mod kexec;
 pub mod rpi_boot;
@@ -92,6 +93,7 @@ pub trait Armer {
 pub fn armer(kind: StrategyKind) -> Result<Box<dyn Armer>> {
     match kind {
         StrategyKind::Grub => Ok(Box::new(grub::GrubArmer::default())),
+        StrategyKind::Efi => Ok(Box::new(efi::EfiArmer::default())),
         StrategyKind::Kexec => Ok(Box::new(kexec::KexecArmer)),
         StrategyKind::RpiTryboot => Ok(Box::new(rpi_tryboot::TrybootArmer::default())),
         StrategyKind::RpiConfig => Ok(Box::new(rpi_config::ConfigArmer::default())),
