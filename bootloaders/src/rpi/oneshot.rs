@@ -49,6 +49,9 @@ pub enum RpiError {
     /// The ramdisk command line is unusable.
     #[error("the ramdisk's kernel command line {0}")]
     BadCmdline(&'static str),
+    /// autoboot.txt makes a tryboot boot another partition or config.txt.
+    #[error("autoboot.txt on the boot partition sets '{0}' for tryboot boots (A/B partitions), so the firmware would not read tryboot.txt; use --boot-via rpi-config")]
+    AutobootAb(String),
     /// An existing `os_prefix` would put files outside the boot partition.
     #[error("os_prefix '{0}' in config.txt leaves the boot partition; fix config.txt first")]
     BadPrefix(String),
@@ -105,6 +108,37 @@ impl CurrentBoot {
     pub fn path(&self, boot_dir: &Path, name: &str) -> PathBuf {
         boot_dir.join(format!("{}{name}", self.os_prefix))
     }
+}
+
+/// Refuse tryboot when `autoboot.txt` (EEPROM bootloaders) changes what a
+/// tryboot boot reads: `tryboot_a_b=1` (config.txt of another partition
+/// instead of tryboot.txt) or a `boot_partition` for tryboot boots.
+pub fn check_autoboot(autoboot_txt: Option<&str>) -> Result<(), RpiError> {
+    let Some(text) = autoboot_txt else {
+        return Ok(());
+    };
+    let mut state = super::filter::State::default();
+    for l in &ConfigTxt::parse(text).lines {
+        match &l.line {
+            super::config::Line::Filter(f) => state.apply(f),
+            super::config::Line::Setting { key, value }
+                if state.is_all() || state == tryboot_only() =>
+            {
+                let set = value.trim() != "0";
+                if (key == "tryboot_a_b" && set) || key == "boot_partition" {
+                    return Err(RpiError::AutobootAb(l.text.trim().to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn tryboot_only() -> super::filter::State {
+    let mut s = super::filter::State::default();
+    s.apply("tryboot");
+    s
 }
 
 /// What to boot the ramdisk with.
@@ -290,6 +324,24 @@ mod tests {
             ..i
         };
         assert!(matches!(config_edit(&bad), Err(RpiError::BadCmdline(_))));
+    }
+
+    #[test]
+    fn autoboot_a_b_setups_refuse_tryboot() {
+        assert_eq!(check_autoboot(None), Ok(()));
+        assert_eq!(check_autoboot(Some("# nothing\n[all]\n")), Ok(()));
+        assert_eq!(check_autoboot(Some("tryboot_a_b=0\n")), Ok(()));
+        for t in [
+            "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n",
+            "[tryboot]\nboot_partition=3\n",
+        ] {
+            assert!(
+                matches!(check_autoboot(Some(t)), Err(RpiError::AutobootAb(_))),
+                "{t}"
+            );
+        }
+        // Settings for other models only do not count.
+        assert_eq!(check_autoboot(Some("[pi5]\nboot_partition=2\n")), Ok(()));
     }
 
     #[test]

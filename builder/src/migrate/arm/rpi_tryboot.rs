@@ -68,6 +68,8 @@ impl Armer for TrybootArmer {
         if !boot.model.has_tryboot() {
             bail!(oneshot::RpiError::NoTryboot(boot.model));
         }
+        let autoboot = std::fs::read_to_string(ctx.on(&boot.boot_dir).join("autoboot.txt")).ok();
+        oneshot::check_autoboot(autoboot.as_deref())?;
         if !ctx.on(std::path::Path::new("/dev/vcio")).exists() {
             bail!("the running kernel is not a Raspberry Pi kernel (no /dev/vcio), so `reboot \"{REBOOT_ARG}\"` would not set the firmware's tryboot flag; use --boot-via rpi-config, or boot a Raspberry Pi OS kernel");
         }
@@ -154,6 +156,25 @@ mod more_tests {
         );
         Journaled::load(ctx.root).unwrap().revert().unwrap();
         assert!(!d.dir.path().join("boot/firmware/tryboot.txt").exists());
+    }
+
+    #[test]
+    fn an_autoboot_a_b_setup_refuses_tryboot() {
+        let d = device("rpi4-bookworm", "/boot/firmware", "kernel8.img", true);
+        std::fs::write(d.dir.path().join("dev/vcio"), b"").unwrap();
+        std::fs::write(
+            d.dir.path().join("boot/firmware/autoboot.txt"),
+            "[all]\ntryboot_a_b=1\nboot_partition=2\n",
+        )
+        .unwrap();
+        let e = TrybootArmer::default()
+            .prepare(&d.ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tryboot_a_b=1") && e.contains("rpi-config"),
+            "{e}"
+        );
     }
 
     #[test]
