@@ -8,6 +8,7 @@
 //! - [`events`]: the JSON step events migrd-init prints on the console.
 //! - [`rpi_firmware`]: an emulator of the Raspberry Pi firmware's file
 //!   selection (not the firmware), for the Raspberry Pi scenarios.
+//! - [`uefi_vars`]: an OVMF variable store read from the host.
 
 pub mod events;
 pub mod guest;
@@ -19,3 +20,4 @@ pub mod report;
 pub mod rpi_firmware;
 #[cfg(feature = "images")]
 pub mod scenario;
+pub mod uefi_vars;

@@ -11,12 +11,17 @@
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{ensure, Context, Result};
+use migrd_init::efi::load_option::LoadOption;
 use migrd_lab::events::{find, summary};
 use migrd_lab::guest::Guest;
 use migrd_lab::images::{balena, legacy};
 use migrd_lab::report;
 use migrd_lab::scenario::{corrupt_cmd, lab_on, migrate, stage2_events, Lab, API_KEY, STEP};
+use migrd_lab::uefi_vars;
 use std::time::Duration;
+
+/// PARTUUID of the old OS's ESP (tests/lab/images/debian.sh).
+const OLD_ESP: &str = "6a1e0c2b-4f5d-4c1e-9a55-0c0ffee000e1";
 
 const UEFI: legacy::Firmware = legacy::Firmware::Uefi { secure_boot: false };
 
@@ -89,6 +94,52 @@ fn check_balena_reports(serial: &str) -> Result<()> {
     Ok(())
 }
 
+/// The variable store after the migration, read from the host: the new
+/// OS's entry (resin-boot's `\EFI\BOOT\bootx64.efi`) first in BootOrder,
+/// no BootNext, no entry of the ramdisk's, none pointing at the old ESP.
+fn check_vars_after_migration(lab: &Lab) -> Result<()> {
+    let store = lab.vars.as_ref().context("a UEFI lab has a vars file")?;
+    let vars = uefi_vars::read(store)?;
+    let mut entries = Vec::new();
+    for (n, bytes) in uefi_vars::boot_entries(&vars) {
+        let o = LoadOption::decode(&bytes).with_context(|| format!("Boot{n:04X}"))?;
+        eprintln!("Boot{n:04X} {} {}", o.description, o.path_string());
+        entries.push((n, o));
+    }
+    ensure!(
+        uefi_vars::global(&vars, "BootNext").is_none(),
+        "BootNext left set"
+    );
+    let order = uefi_vars::u16s(uefi_vars::global(&vars, "BootOrder").context("no BootOrder")?);
+    let first = order.first().context("empty BootOrder")?;
+    let (_, o) = entries
+        .iter()
+        .find(|(n, _)| n == first)
+        .with_context(|| format!("BootOrder names a missing Boot{first:04X}"))?;
+    ensure!(
+        o.file().map(str::to_ascii_lowercase).as_deref() == Some("\\efi\\boot\\bootx64.efi")
+            && o.hard_drive()
+                .is_some_and(|hd| hd.partition == 1 && hd.partuuid() != OLD_ESP),
+        "first entry is not the new OS's: {} {}",
+        o.description,
+        o.path_string()
+    );
+    for (n, o) in &entries {
+        ensure!(
+            !o.description.to_lowercase().contains("migrd"),
+            "Boot{n:04X} of the ramdisk left: {}",
+            o.description
+        );
+        ensure!(
+            o.hard_drive().map(|hd| hd.partuuid()).as_deref() != Some(OLD_ESP),
+            "Boot{n:04X} still points at the old ESP: {} {}",
+            o.description,
+            o.path_string()
+        );
+    }
+    Ok(())
+}
+
 /// Scenario 1: GRUB on UEFI. With GRUB the active boot manager (the
 /// firmware booted the debian entry: shim → GRUB), `migrd migrate` picks
 /// the GRUB next_entry strategy by itself → the ramdisk flashes the GPT
@@ -122,6 +173,7 @@ fn uefi_1_grub_strategy_migrates() -> Result<()> {
     reboot(&mut g)?;
     check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
     check_balena_reports(&lab.unattended("3-balenaos")?)?;
+    check_vars_after_migration(&lab)?;
     done(&lab, "uefi scenario 1");
     Ok(())
 }
@@ -155,7 +207,13 @@ fn uefi_2_bootnext_strategy_migrates() -> Result<()> {
     );
     reboot(&mut g)?;
     check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
-    check_balena_reports(&lab.unattended("3-balenaos")?)?;
+    let serial = lab.unattended("3-balenaos")?;
+    ensure!(
+        !serial.contains("BdsDxe: failed to load"),
+        "the firmware tried a stale entry first"
+    );
+    check_balena_reports(&serial)?;
+    check_vars_after_migration(&lab)?;
     done(&lab, "uefi scenario 2");
     Ok(())
 }
