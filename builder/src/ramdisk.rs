@@ -51,6 +51,9 @@ pub struct RamdiskSpec {
     pub pretend: bool,
     /// Where stage 2 leaves its result for the old OS.
     pub status: Option<StatusLocation>,
+    /// The UEFI boot entry stage 2 makes for the new OS (None: BIOS, or
+    /// `--no-efi-setup`).
+    pub efi_setup: Option<migrd_init::plan::EfiSetup>,
     /// Lab-only hooks.
     pub test: TestHooks,
     /// Kernel arguments added after [`BASE_CMDLINE`] (the device's console).
@@ -307,6 +310,7 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         inject,
         log: spec.log.clone(),
         pretend: spec.pretend,
+        efi_setup: spec.efi_setup.clone(),
         status: spec.status.clone(),
         test: spec.test.clone(),
     };
@@ -440,6 +444,7 @@ mod tests {
             },
             log: LogSettings::default(),
             pretend: false,
+            efi_setup: None,
             status: None,
             test: TestHooks::default(),
             cmdline_extra: String::new(),

@@ -37,6 +37,8 @@ pub enum Step {
     RereadPartitions,
     /// Config, networks, backup and log written into the new OS.
     Inject,
+    /// The firmware boot entry for the new OS (UEFI).
+    EfiSetup,
     /// The result was recorded for the old OS.
     Status,
     /// The run is over (successfully or not; see the status).

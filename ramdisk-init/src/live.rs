@@ -1,6 +1,7 @@
 //! The real machine, as PID 1 sees it: early mounts, console, module
 //! loading with `finit_module`, power control.
 
+use crate::efi::table::TablePart;
 use crate::flash::{self, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
 use crate::plan::PLAN_PATH;
@@ -204,6 +205,26 @@ impl System for LiveSystem {
             verified: r.verified,
             partitions_reread: r.partitions_reread,
         })
+    }
+
+    fn efivarfs(&mut self) -> Result<PathBuf, String> {
+        let dir = Path::new(crate::efi::vars::DEFAULT_DIR);
+        if !Path::new("/sys/firmware/efi").is_dir() {
+            return Err("not booted by UEFI (/sys/firmware/efi is missing)".into());
+        }
+        // Mounted already when the folder lists any variable.
+        let listed = std::fs::read_dir(dir).map(|mut d| d.next().is_some());
+        if !matches!(listed, Ok(true)) {
+            mount_once("efivarfs", crate::efi::vars::DEFAULT_DIR, "efivarfs")?;
+        }
+        Ok(dir.to_path_buf())
+    }
+
+    fn partition_table(&self, disk: &str) -> Result<Vec<TablePart>, String> {
+        let p = Path::new("/dev").join(disk);
+        let mut f = File::open(&p).map_err(|e| format!("opening {}: {e}", p.display()))?;
+        crate::efi::table::read(&mut f)
+            .map_err(|e| format!("reading the partition table of {}: {e}", p.display()))
     }
 
     fn payload_root(&self) -> &Path {

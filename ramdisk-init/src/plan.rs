@@ -43,6 +43,11 @@ pub struct Plan {
     /// Run every step up to the point of no return, then go back.
     #[serde(default)]
     pub pretend: bool,
+    /// After flashing a UEFI image: create the new OS's firmware boot entry
+    /// and remove stale ones. Absent on BIOS machines and with
+    /// `--no-efi-setup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efi_setup: Option<EfiSetup>,
     /// Where stage 2 leaves its result for the old OS when it goes back
     /// (fallback or pretend), read by `migrd status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +55,16 @@ pub struct Plan {
     /// Hooks for the lab only; a production plan leaves them empty.
     #[serde(default, skip_serializing_if = "TestHooks::is_empty")]
     pub test: TestHooks,
+}
+
+/// The firmware boot entry stage 2 makes for the flashed OS.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EfiSetup {
+    /// PARTUUIDs (GPT GUIDs or MBR `SIG-NN`) of the partitions the flash
+    /// overwrites: firmware entries pointing at them are removed.
+    #[serde(default)]
+    pub old_partuuids: Vec<String>,
 }
 
 /// A file on the old OS's filesystem where stage 2 writes its result.
@@ -451,6 +466,7 @@ pub(crate) mod tests_support {
             inject: vec![],
             log: LogSettings::default(),
             pretend: false,
+            efi_setup: None,
             status: None,
             test: TestHooks::default(),
         }

@@ -301,6 +301,9 @@ fn after_ponr<S: System, W: Write>(
             "kernel kept the old table"
         },
     );
+    if let Some(setup) = &plan.efi_setup {
+        efi_setup(sys, log, disk, setup);
+    }
     let mut last_err = None;
     for attempt in 1..=3 {
         let history = log.history.join("\n") + "\n";
@@ -331,6 +334,29 @@ fn after_ponr<S: System, W: Write>(
         ),
     }
     Exit::Migrated
+}
+
+/// The new OS's firmware boot entry. A failure is logged only: the new OS
+/// is whole and the firmware falls back to `\EFI\BOOT\bootx64.efi`.
+fn efi_setup<S: System, W: Write>(
+    sys: &mut S,
+    log: &mut EventLog<W>,
+    disk: &str,
+    setup: &crate::plan::EfiSetup,
+) {
+    match crate::efi::setup::run(sys, disk, setup) {
+        Ok(done) => log.emit(
+            Step::EfiSetup,
+            Status::Ok,
+            "balenaOS boot entry first in BootOrder",
+            json!({ "done": done }),
+        ),
+        Err(e) => log.note(
+            Step::EfiSetup,
+            Status::Fail,
+            &format!("{e}; the firmware will fall back to \\EFI\\BOOT\\bootx64.efi on the disk"),
+        ),
+    }
 }
 
 /// Load modules in plan order. A module that needs a not-yet-loaded

@@ -2,6 +2,9 @@
 //! filesystems are folders and files in a temporary directory.
 
 use super::*;
+use crate::efi::load_option::{HardDrive, LoadOption, PartSignature};
+use crate::efi::table::TablePart;
+use crate::efi::vars::{boot_var, EfiVars};
 use crate::fsprobe::FsInfo;
 use crate::plan::tests_support::sample_plan;
 use crate::plan::{InjectTarget, Injection, PayloadRole, StatusLocation, TestHooks, PLAN_VERSION};
@@ -22,6 +25,10 @@ struct Fake {
     flashed: bool,
     flash_failures: u32,
     flash_calls: u32,
+    /// Booted by UEFI: efivarfs is the folder `efivars` under the root.
+    uefi: bool,
+    /// The new image's first partition has the GPT ESP type.
+    esp_typed: bool,
 }
 
 fn fs(fstype: &str, label: &str, uuid: &str) -> FsInfo {
@@ -152,11 +159,44 @@ impl System for Fake {
             partitions_reread: true,
         })
     }
+    fn efivarfs(&mut self) -> Result<PathBuf, String> {
+        if !self.uefi {
+            return Err("not booted by UEFI (/sys/firmware/efi is missing)".into());
+        }
+        let d = self.root.join("efivars");
+        std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+        Ok(d)
+    }
+    fn partition_table(&self, disk: &str) -> Result<Vec<TablePart>, String> {
+        assert_eq!(disk, "vda");
+        let part = |n: u32, guid: &str, esp_type: bool| TablePart {
+            hd: HardDrive {
+                partition: n,
+                start: 2048 * u64::from(n),
+                size: 2048,
+                signature: PartSignature::Gpt(guid.parse().unwrap()),
+            },
+            esp_type,
+        };
+        Ok(if self.flashed {
+            vec![
+                part(1, NEW_ESP, self.esp_typed),
+                part(2, "22222222-0000-4000-8000-000000000002", false),
+                part(6, "66666666-0000-4000-8000-000000000006", false),
+            ]
+        } else {
+            vec![part(1, OLD_ESP, true)]
+        })
+    }
     fn payload_root(&self) -> &Path {
         &self.root
     }
     fn sleep(&self, _d: Duration) {}
 }
+
+/// Partition GUIDs of the old OS's ESP and the flashed image's.
+const OLD_ESP: &str = "01d0e5b0-0000-4000-8000-000000000001";
+const NEW_ESP: &str = "aeaeaeae-0000-4000-8000-000000000001";
 
 fn setup(content: &[u8], tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, Fake) {
     let d = tempfile::tempdir().unwrap();
@@ -215,6 +255,8 @@ fn setup(content: &[u8], tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, F
         flashed: false,
         flash_failures: 0,
         flash_calls: 0,
+        uefi: false,
+        esp_typed: true,
     };
     (d, fake)
 }
@@ -559,4 +601,173 @@ fn a_failed_restore_on_a_self_clearing_boot_falls_back() {
         other => panic!("{other:?}"),
     }
     assert!(!sys.flashed);
+}
+
+/// A UEFI machine as stage 1 left it for BootNext: the old Debian entry
+/// (Boot0001, on the old ESP), an unrelated network entry (Boot0002), the
+/// ramdisk's entry (Boot0003), BootOrder 0001,0002.
+fn uefi_setup(tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, Fake) {
+    let (d, mut sys) = setup(b"abc", |p| {
+        p.boot.strategy = crate::plan::BootStrategy::Efi;
+        p.boot.disarm = vec![crate::plan::DisarmAction::DeleteEfiVar { name: boot_var(3) }];
+        p.efi_setup = Some(crate::plan::EfiSetup {
+            old_partuuids: vec![OLD_ESP.to_uppercase()],
+        });
+        tweak(p);
+    });
+    sys.uefi = true;
+    let v = EfiVars::new(sys.efivarfs().unwrap());
+    let hd = |guid: &str| HardDrive {
+        partition: 1,
+        start: 2048,
+        size: 2048,
+        signature: PartSignature::Gpt(guid.parse().unwrap()),
+    };
+    let debian = LoadOption::new("debian", hd(OLD_ESP), r"\EFI\debian\shimx64.efi", None);
+    let mut net = debian.clone();
+    net.description = "UEFI PXEv4".into();
+    net.path = vec![crate::efi::load_option::Node::Raw {
+        kind: 3,
+        subtype: 12,
+        data: vec![0; 23],
+    }];
+    let ramdisk = LoadOption::new(
+        crate::efi::ONESHOT_DESCRIPTION,
+        hd(OLD_ESP),
+        r"\EFI\migrd\vmlinuz.efi",
+        Some("initrd=x"),
+    );
+    v.write(&boot_var(1), 7, &debian.encode()).unwrap();
+    v.write(&boot_var(2), 7, &net.encode()).unwrap();
+    v.write(&boot_var(3), 7, &ramdisk.encode()).unwrap();
+    v.set_boot_order(&[1, 2]).unwrap();
+    // The flashed image's boot partition carries the removable-media loader.
+    let boot = sys.fs_dir("AAAA-0001").join("EFI/BOOT");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join("bootx64.efi"), b"MZ").unwrap();
+    (d, sys)
+}
+
+fn efivars(sys: &mut Fake) -> EfiVars {
+    EfiVars::new(sys.efivarfs().unwrap())
+}
+
+#[test]
+fn disarm_deletes_the_ramdisk_entry_before_anything_can_fail() {
+    let (_d, mut sys) = uefi_setup(|p| p.pretend = true);
+    let mut buf = Vec::new();
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf)),
+        Exit::PretendDone
+    );
+    let v = efivars(&mut sys);
+    assert_eq!(v.boot_numbers().unwrap(), [1, 2]);
+    assert_eq!(v.boot_order().unwrap(), [1, 2]);
+    let ev = events(&buf);
+    let d = ev.iter().find(|e| e["step"] == "disarm").unwrap();
+    assert_eq!(d["status"], "ok");
+    assert!(
+        d["msg"]
+            .as_str()
+            .unwrap()
+            .contains("deleted EFI variable Boot0003"),
+        "{d}"
+    );
+    // Pretend stops before the point of no return: no new entry.
+    assert!(!steps(&ev).iter().any(|s| s.starts_with("efi-setup")));
+}
+
+#[test]
+fn an_already_deleted_entry_is_fine_but_no_efivarfs_falls_back() {
+    let (_d, mut sys) = uefi_setup(|p| p.pretend = true);
+    std::fs::remove_file(sys.root.join("efivars").join(boot_var(3))).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf)),
+        Exit::PretendDone
+    );
+    assert!(String::from_utf8_lossy(&buf).contains("was already gone"));
+
+    let (_d, mut sys) = uefi_setup(|_| {});
+    sys.uefi = false;
+    let mut buf = Vec::new();
+    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+        Exit::Fallback {
+            step: Step::Disarm,
+            reason,
+        } => assert!(
+            reason.contains("Boot0003") && reason.contains("UEFI"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!sys.flashed);
+}
+
+#[test]
+fn after_flashing_the_new_entry_goes_first_and_stale_entries_go() {
+    let (_d, mut sys) = uefi_setup(|_| {});
+    let mut buf = Vec::new();
+    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    let v = efivars(&mut sys);
+    // Boot0001 (debian, old ESP) and Boot0003 (ramdisk) are gone; the new
+    // entry took the lowest free number, 0000, and leads BootOrder.
+    assert_eq!(v.boot_numbers().unwrap(), [0, 2]);
+    assert_eq!(v.boot_order().unwrap(), [0, 2]);
+    let o = LoadOption::decode(&v.read(&boot_var(0)).unwrap().unwrap().data).unwrap();
+    assert_eq!(o.description, "balenaOS");
+    assert_eq!(
+        o.path_string(),
+        format!(r"HD(1,GPT,{NEW_ESP},0x800,0x800)/File(\EFI\BOOT\bootx64.efi)")
+    );
+    let ev = events(&buf);
+    let st = steps(&ev);
+    let at = |s: &str| st.iter().position(|x| x == s).unwrap();
+    assert!(
+        at("reread-partitions/ok") < at("efi-setup/ok") && at("efi-setup/ok") < at("inject/ok"),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn without_the_esp_type_the_fat_partition_with_the_loader_is_used() {
+    let (_d, mut sys) = uefi_setup(|_| {});
+    sys.esp_typed = false;
+    let mut buf = Vec::new();
+    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    let v = efivars(&mut sys);
+    let o = LoadOption::decode(&v.read(&boot_var(0)).unwrap().unwrap().data).unwrap();
+    assert_eq!(o.hard_drive().unwrap().partuuid(), NEW_ESP);
+    // The boot partition was unmounted again (the fake's mount is a symlink).
+    assert!(!sys.root.join("mnt/esp").exists());
+}
+
+#[test]
+fn a_failed_efi_setup_is_logged_and_the_migration_completes() {
+    let (_d, mut sys) = uefi_setup(|_| {});
+    sys.esp_typed = false;
+    std::fs::remove_dir_all(sys.fs_dir("AAAA-0001").join("EFI")).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    let ev = events(&buf);
+    let f = ev.iter().find(|e| e["step"] == "efi-setup").unwrap();
+    assert_eq!(f["status"], "fail");
+    assert!(f["msg"].as_str().unwrap().contains("bootx64.efi"), "{f}");
+    assert!(steps(&ev).contains(&"inject/ok".to_string()));
+    // Nothing deleted when no new entry could be made.
+    assert_eq!(efivars(&mut sys).boot_numbers().unwrap(), [1, 2]);
+}
+
+#[test]
+fn no_efi_setup_leaves_the_firmware_entries_alone() {
+    let (_d, mut sys) = uefi_setup(|p| p.efi_setup = None);
+    let mut buf = Vec::new();
+    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    let v = efivars(&mut sys);
+    // Only the disarm step touched them (the ramdisk's own entry).
+    assert_eq!(v.boot_numbers().unwrap(), [1, 2]);
+    assert_eq!(v.boot_order().unwrap(), [1, 2]);
+    assert!(!steps(&events(&buf))
+        .iter()
+        .any(|s| s.starts_with("efi-setup")));
 }

@@ -2,6 +2,7 @@
 //! machine in [`crate::stage`] is tested with a fake and runs for real as
 //! PID 1 with [`crate::live::LiveSystem`].
 
+use crate::efi::table::TablePart;
 use crate::fsprobe::FsInfo;
 use crate::target::Disk;
 use serde::Serialize;
@@ -73,6 +74,11 @@ pub trait System {
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
     ) -> Result<Flashed, String>;
+    /// The efivarfs folder, mounted first if needed. Fails when the machine
+    /// was not booted by UEFI.
+    fn efivarfs(&mut self) -> Result<PathBuf, String>;
+    /// The partitions of a disk as its table lists them.
+    fn partition_table(&self, disk: &str) -> Result<Vec<TablePart>, String>;
     /// Where ramdisk paths are rooted (`/` as PID 1).
     fn payload_root(&self) -> &Path;
     /// Wait a little (for disks to appear).

@@ -155,6 +155,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         },
         log: LogSettings::default(),
         pretend: a.pretend,
+        efi_setup: None,
         status: None,
         test: Default::default(),
         cmdline_extra: a.cmdline_extra.clone().unwrap_or_default(),

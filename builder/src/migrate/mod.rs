@@ -246,6 +246,13 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             },
         },
         pretend: a.pretend,
+        // After flashing on UEFI: an entry for the new OS, and none left
+        // pointing at the partitions the image overwrites.
+        efi_setup: (facts.boot.firmware == crate::probe::firmware::Firmware::Uefi
+            && !a.no_efi_setup)
+            .then(|| migrd_init::plan::EfiSetup {
+                old_partuuids: target_disk.partuuids.clone(),
+            }),
         status: Some(status),
         test: test_hooks(),
         cmdline_extra: k
