@@ -13,7 +13,7 @@ use migrd_init::efi::vars::{self, NV_BS_RT};
 use std::path::{Path, PathBuf};
 
 /// Description of the ramdisk's entry in the firmware's boot menu.
-pub const DESCRIPTION: &str = "migrd one-shot";
+pub const DESCRIPTION: &str = migrd_init::efi::ONESHOT_DESCRIPTION;
 /// migrd's folder on the ESP, as the firmware names it.
 pub const ESP_DIR: &str = r"\EFI\migrd";
 /// Kernel file name in that folder.
