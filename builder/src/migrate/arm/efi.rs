@@ -227,6 +227,22 @@ mod tests {
     }
 
     #[test]
+    fn the_esp_of_the_ubuntu_uefi_fixture() {
+        let root =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ubuntu2204-uefi-lvm");
+        let e = esp(&root).unwrap().unwrap();
+        assert_eq!(e.mount, Path::new("/boot/efi"));
+        assert_eq!(
+            migrd_init::efi::load_option::Node::HardDrive(e.hd).to_string(),
+            "HD(1,GPT,3f1b6c2a-8e4d-4b7a-9c1e-2d5f8a0b7c6e,0x800,0x219800)"
+        );
+        assert!(e.free_bytes > 0);
+        // No ESP mounted: none found (the strategy then refuses).
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(esp(d.path()).unwrap(), None);
+    }
+
+    #[test]
     fn only_pe_kernels_are_accepted() {
         let d = tempfile::tempdir().unwrap();
         let pe = d.path().join("vmlinuz-pe");
