@@ -8,6 +8,7 @@
 //! touches. Stage 2 deletes the entry itself in its disarm step.
 
 use crate::change::Change;
+use crate::OneShot;
 use migrd_init::efi::load_option::{HardDrive, LoadOption, PartSignature};
 use migrd_init::efi::vars::{self, NV_BS_RT};
 use std::path::{Path, PathBuf};
@@ -100,6 +101,19 @@ pub fn detect(f: &EfiFacts, need: u64) -> Result<&Esp, EfiError> {
         return Err(EfiError::NoFreeNumber);
     }
     Ok(esp)
+}
+
+/// Marker type for [`OneShot`].
+pub struct BootNext;
+
+impl OneShot for BootNext {
+    type Error = EfiError;
+    type Facts = EfiFacts;
+    /// Whether BootNext can work at all here (the space check needs the
+    /// ramdisk's size: [`detect`] with it, [`arm`] repeats it).
+    fn detect(facts: &EfiFacts) -> Result<(), EfiError> {
+        detect(facts, 0).map(|_| ())
+    }
 }
 
 /// Inputs of [`arm`] from the running system.
@@ -315,8 +329,10 @@ mod tests {
     #[test]
     fn refuses_without_an_esp_or_numbers() {
         let mut f = facts();
+        assert!(BootNext::detect(&f).is_ok());
         f.esp = None;
         assert_eq!(detect(&f, 1).unwrap_err(), EfiError::NoEsp);
+        assert_eq!(BootNext::detect(&f).unwrap_err(), EfiError::NoEsp);
         let mut f = facts();
         f.boot_numbers = (0..=u16::MAX).collect();
         assert_eq!(detect(&f, 1).unwrap_err(), EfiError::NoFreeNumber);
