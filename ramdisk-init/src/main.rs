@@ -9,6 +9,7 @@ use migrd_init::live::{leave, LiveSystem};
 use migrd_init::stage::{run, Exit};
 
 fn main() {
+    refuse_unless_pid1();
     let mut sys = LiveSystem::default();
     let mut log = EventLog::new(std::io::stdout());
     let exit = run(&mut sys, &mut log);
@@ -40,4 +41,28 @@ fn main() {
         // Returning from PID 1 panics the kernel; `panic=` reboots it.
         Exit::TestExit => {}
     }
+}
+
+/// Outside PID 1 (someone ran the binary on a running system) the stage
+/// would mount, look for disks and finally call reboot(2): print the version
+/// or why it refuses, and exit without touching anything.
+fn refuse_unless_pid1() {
+    let pid = std::process::id();
+    if pid == 1 {
+        return;
+    }
+    let version = concat!("migrd-init ", env!("CARGO_PKG_VERSION"));
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V")
+    {
+        println!("{version}");
+        std::process::exit(0);
+    }
+    eprintln!(
+        "{version}: refusing to run as process {pid}: this is PID 1 of the migration ramdisk \
+         (it mounts filesystems, flashes disks and reboots the machine) and starts only as the \
+         ramdisk's init; use `migrd migrate` on the running system instead"
+    );
+    std::process::exit(2);
 }

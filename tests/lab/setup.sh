@@ -50,8 +50,29 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v depmod >/dev/null || { apt_update; DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends kmod >/dev/null; }
 
-# Rust targets for the static PID-1 binary.
-for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+# ARM: cross C compilers for the static aarch64/armv7 builds (migrd links C
+# libzstd and liblzma; armv7 links glibc statically), U-Boot's tools
+# (mkimage, mkenvimage, fw_printenv) and its QEMU build for the arm64 lab.
+arm_tools=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+  u-boot-tools u-boot-qemu libubootenv-tool)
+missing=()
+for p in "${arm_tools[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_update
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# qemu-user (smoke runs of the ARM binaries) and qemu-system-arm: from
+# bookworm-backports, like qemu-system-x86 above.
+if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-system-aarch64 >/dev/null; then
+  apt_update
+  log "installing qemu-user-static and qemu-system-arm from bookworm-backports"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends \
+    -t bookworm-backports qemu-user-static qemu-system-arm >/dev/null
+fi
+
+# Rust targets for the static binaries.
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
   rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >/dev/null; }
 done
 

@@ -10,6 +10,17 @@ step "static migrd-init (x86_64, aarch64) and the lab's balena-reporter"
 cargo build --locked -p migrd-init --profile init --target x86_64-unknown-linux-musl
 cargo build --locked -p migrd-init --profile init --target aarch64-unknown-linux-musl
 cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target x86_64-unknown-linux-musl
+step "static ARM builds: migrd-init and migrd for aarch64 (musl) and armv7 (glibc + crt-static)"
+cargo build --locked -p migrd-init --profile init --target armv7-unknown-linux-gnueabihf
+# migrd links C libzstd and liblzma. No aarch64 musl C toolchain is packaged
+# in Debian, so Debian's aarch64 cross gcc compiles them (they call only
+# memory, string and pthread functions, which musl provides with the same
+# ABI); outline atomics off because musl has no __aarch64_* helpers. The
+# qemu-user smoke test decodes zstd and xz with the result.
+CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
+  CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
+  cargo build --locked -p migrd --bin migrd --release --target aarch64-unknown-linux-musl
+cargo build --locked -p migrd --bin migrd --release --target armv7-unknown-linux-gnueabihf
 step "release binaries"
 cargo build --locked --release --workspace --bins
 step "format and lints"

@@ -20,12 +20,19 @@ const FS_IMMUTABLE_FL: c_long = 0x10;
 nix::ioctl_read!(fs_ioc_getflags, b'f', 1, c_long);
 nix::ioctl_write_ptr!(fs_ioc_setflags, b'f', 2, c_long);
 
+/// The kernel writes an int: keep its 32 bits (a no-op where long is 32
+/// bits, as on armv7).
+#[cfg(target_pointer_width = "64")]
+const INT_BITS: c_long = 0xffff_ffff;
+#[cfg(not(target_pointer_width = "64"))]
+const INT_BITS: c_long = -1;
+
 fn get(f: &File) -> Result<c_long, Errno> {
     let mut flags: c_long = 0;
     // SAFETY: the fd is open for the lifetime of `f`, and `flags` is a valid,
     // writable c_long that outlives the call.
     unsafe { fs_ioc_getflags(f.as_raw_fd(), &mut flags) }?;
-    Ok(flags & 0xffff_ffff)
+    Ok(flags & INT_BITS)
 }
 
 fn set(f: &File, flags: c_long) -> Result<(), Errno> {
