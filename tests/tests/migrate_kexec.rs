@@ -30,6 +30,9 @@ const GRUB_BANNER: &str = "GNU GRUB";
 /// reach a console.
 const WIFI_PSK: &str = "lab-psk-9d2e41";
 const T: Duration = Duration::from_secs(60);
+/// Typed after `systemctl kexec` (a shell comment): marks the jump in the
+/// serial log.
+const JUMP: &str = "# kexec-jump";
 
 fn wifi_keyfile() -> String {
     format!(
@@ -182,12 +185,12 @@ fn kexec_2_damaged_payload_falls_back_to_debian() -> Result<()> {
     ensure!(kexec_loaded(&mut g)? == "1", "nothing loaded");
     let status = g.run_ok("/mnt/migrd status", T)?;
     ensure!(status.contains(LOADED), "{status}");
-    g.send_line("systemctl kexec")?;
+    g.send_line(&format!("systemctl kexec {JUMP}"))?;
     g.wait_exit(STEP)
         .context("the kexec'd ramdisk did not reboot")?;
     let serial = g.serial();
-    check_kexec_not_firmware(&serial, "systemctl kexec")?;
-    let ev = stage2_events(after(&serial, "systemctl kexec")?);
+    check_kexec_not_firmware(&serial, JUMP)?;
+    let ev = stage2_events(after(&serial, JUMP)?);
     let fail = find(&ev, "verify", "fail")
         .with_context(|| format!("no verify/fail: {:?}", summary(&ev)))?;
     ensure!(
