@@ -190,16 +190,16 @@ fn header_len(redundant: bool) -> usize {
 /// Which copy of a redundant environment U-Boot uses: the valid one, or of
 /// two valid ones the newer flag (the counter wraps: 0 is newer than 255).
 /// Returns the index (0 or 1) of the active copy.
-pub fn active_copy(a: &Result<Copy, EnvError>, b: &Result<Copy, EnvError>) -> Option<usize> {
+pub fn active_copy(a: Option<&Copy>, b: Option<&Copy>) -> Option<usize> {
     match (a, b) {
-        (Ok(x), Ok(y)) => {
+        (Some(x), Some(y)) => {
             let (fa, fb) = (x.flag.unwrap_or(0), y.flag.unwrap_or(0));
             let b_newer = fb == fa.wrapping_add(1) || (fb > fa && !(fa == 0 && fb == 255));
             Some(usize::from(b_newer))
         }
-        (Ok(_), Err(_)) => Some(0),
-        (Err(_), Ok(_)) => Some(1),
-        (Err(_), Err(_)) => None,
+        (Some(_), None) => Some(0),
+        (None, Some(_)) => Some(1),
+        (None, None) => None,
     }
 }
 
@@ -297,19 +297,16 @@ mod tests {
 
     #[test]
     fn active_copy_prefers_valid_then_newer_flag_with_wrap() {
-        let c = |flag| {
-            Ok(Copy {
-                env: Env::new(),
-                flag: Some(flag),
-            })
+        let c = |flag| Copy {
+            env: Env::new(),
+            flag: Some(flag),
         };
-        let bad = || Err(EnvError::BadVariable(String::new()));
-        assert_eq!(active_copy(&c(1), &c(2)), Some(1));
-        assert_eq!(active_copy(&c(2), &c(1)), Some(0));
-        assert_eq!(active_copy(&c(255), &c(0)), Some(1));
-        assert_eq!(active_copy(&c(0), &c(255)), Some(0));
-        assert_eq!(active_copy(&bad(), &c(0)), Some(1));
-        assert_eq!(active_copy(&c(9), &bad()), Some(0));
-        assert_eq!(active_copy(&bad(), &bad()), None);
+        assert_eq!(active_copy(Some(&c(1)), Some(&c(2))), Some(1));
+        assert_eq!(active_copy(Some(&c(2)), Some(&c(1))), Some(0));
+        assert_eq!(active_copy(Some(&c(255)), Some(&c(0))), Some(1));
+        assert_eq!(active_copy(Some(&c(0)), Some(&c(255))), Some(0));
+        assert_eq!(active_copy(None, Some(&c(0))), Some(1));
+        assert_eq!(active_copy(Some(&c(9)), None), Some(0));
+        assert_eq!(active_copy(None, None), None);
     }
 }

@@ -14,6 +14,7 @@ pub mod kexec;
 pub mod rpi_boot;
 pub mod rpi_config;
 pub mod rpi_tryboot;
+pub mod uboot;
 
 use super::kernel::RunningKernel;
 use crate::commands::migrate_args::MigrateArgs;
@@ -94,12 +95,10 @@ pub fn armer(kind: StrategyKind) -> Result<Box<dyn Armer>> {
     match kind {
         StrategyKind::Grub => Ok(Box::new(grub::GrubArmer::default())),
         StrategyKind::Efi => Ok(Box::new(efi::EfiArmer::default())),
-        StrategyKind::Kexec => Ok(Box::new(kexec::KexecArmer)),
         StrategyKind::RpiTryboot => Ok(Box::new(rpi_tryboot::TrybootArmer::default())),
         StrategyKind::RpiConfig => Ok(Box::new(rpi_config::ConfigArmer::default())),
-        other => bail!(
-            "--boot-via {other} is not available in this migrd yet; see `migrd check` for the strategies this device can use"
-        ),
+        StrategyKind::Uboot => Ok(Box::new(uboot::UbootArmer::default())),
+        StrategyKind::Kexec => Ok(Box::new(kexec::KexecArmer)),
     }
 }
 

@@ -1,0 +1,143 @@
+//! Golden files for every file the U-Boot strategy generates: the boot
+//! script (text and image), the flag file and the list of changes, for a
+//! board booting `boot.scr` from a FAT /boot (arm64) and one booting
+//! `/boot/extlinux/extlinux.conf` from an ext4 root (armv7).
+//!
+//! The expected files are in `tests/golden/uboot/<case>/`. After an
+//! intended change, regenerate them and review the diff by eye:
+//!
+//! ```text
+//! MIGRD_BLESS=1 cargo test -p migrd-bootloaders --test golden_uboot
+//! git diff bootloaders/tests/golden
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use migrd_bootloaders::change::Change;
+use migrd_bootloaders::uboot::detect::EnvState;
+use migrd_bootloaders::uboot::oneshot::script_text;
+use migrd_bootloaders::uboot::script::{script_of, ImageArch};
+use migrd_bootloaders::uboot::{arm, detect, ArmInputs, BootFs, UbootFacts};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+const CMDLINE: &str = "console=ttyAMA0 rootfstype=ramfs panic=10 migrd.plan=/migrd/plan.json";
+
+struct Case {
+    name: &'static str,
+    facts: UbootFacts,
+}
+
+fn cases() -> Vec<Case> {
+    let fs = |mp: &str, t: &str, files: &[&str]| BootFs {
+        mount_point: PathBuf::from(mp),
+        fstype: t.into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+    };
+    vec![
+        Case {
+            name: "boot-scr-fat-arm64",
+            facts: UbootFacts {
+                filesystems: vec![
+                    fs("/boot", "vfat", &["/boot.scr", "/uEnv.txt"]),
+                    fs("/", "ext4", &[]),
+                ],
+                env: EnvState::NotConfigured,
+                arch: ImageArch::Arm64,
+            },
+        },
+        Case {
+            name: "extlinux-ext4-armv7",
+            facts: UbootFacts {
+                filesystems: vec![fs("/", "ext4", &["/boot/extlinux/extlinux.conf"])],
+                env: EnvState::NotConfigured,
+                arch: ImageArch::Arm,
+            },
+        },
+    ]
+}
+
+fn golden_dir(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/uboot")
+        .join(case)
+}
+
+fn check(dir: &Path, name: &str, got: &[u8]) {
+    let p = dir.join(name);
+    if std::env::var_os("MIGRD_BLESS").is_some() {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&p, got).unwrap();
+        return;
+    }
+    let want = std::fs::read(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (MIGRD_BLESS=1 to create)", p.display()));
+    assert!(
+        want == got,
+        "{} differs from the generated file:\n{}",
+        p.display(),
+        String::from_utf8_lossy(got)
+    );
+}
+
+#[test]
+fn generated_files_match_golden() {
+    for c in cases() {
+        let flow = detect(&c.facts).unwrap();
+        let dir = golden_dir(c.name);
+        let changes = arm(
+            &flow,
+            &c.facts,
+            &ArmInputs {
+                kernel: Path::new("/boot/vmlinuz-6.1.0-28-arm64"),
+                initramfs: Path::new("/var/lib/migrd/work/ramdisk/initramfs.img"),
+                cmdline: CMDLINE,
+                original_script: Some(b"original boot.scr bytes"),
+            },
+        )
+        .unwrap();
+        let mut manifest = String::new();
+        for ch in &changes {
+            match ch {
+                Change::MkDir { path } => writeln!(manifest, "mkdir {}", path.display()),
+                Change::Copy { from, to, mode } => {
+                    writeln!(
+                        manifest,
+                        "copy {} -> {} {mode:o}",
+                        from.display(),
+                        to.display()
+                    )
+                }
+                Change::Write {
+                    path,
+                    bytes,
+                    mode,
+                    in_place,
+                } => {
+                    let name = path.file_name().unwrap().to_string_lossy();
+                    check(&dir, &name, bytes);
+                    writeln!(
+                        manifest,
+                        "write {} {mode:o} in_place={in_place} ({} bytes)",
+                        path.display(),
+                        bytes.len()
+                    )
+                }
+                other => panic!("unexpected change {other:?}"),
+            }
+            .unwrap();
+        }
+        check(&dir, "changes.txt", manifest.as_bytes());
+        let text = script_text(&flow, &c.facts, CMDLINE).unwrap();
+        check(&dir, "boot.cmd", text.as_bytes());
+        // The image in the changes carries exactly that script.
+        let img = changes
+            .iter()
+            .find_map(|ch| match ch {
+                Change::Write { path, bytes, .. } if path.ends_with("boot.scr") => Some(bytes),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(script_of(img).as_deref(), Some(text.as_str()), "{}", c.name);
+    }
+}
