@@ -308,6 +308,38 @@ mod tests {
         assert_eq!(v.boot_next().unwrap(), None);
     }
 
+    /// efivarfs marks variables immutable; so can ext4 (where the tests'
+    /// temporary folder is, as root): a write clears the flag and sets it
+    /// back, a delete clears it.
+    #[test]
+    fn immutable_variables_are_rewritten_and_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        let v = EfiVars::new(d.path());
+        let name = global("BootOrder");
+        v.write(&name, NV_BS_RT, &[1, 0]).unwrap();
+        let path = d.path().join(&name);
+        let lock = |p: &Path| immutable::restore(&File::open(p).unwrap()).unwrap();
+        let locked = |p: &Path| {
+            OpenOptions::new()
+                .write(true)
+                .open(p)
+                .err()
+                .and_then(|e| e.raw_os_error())
+                == Some(nix::libc::EPERM)
+        };
+        lock(&path);
+        assert!(
+            locked(&path),
+            "the test needs a filesystem with inode flags, as root"
+        );
+        v.write(&name, NV_BS_RT, &[2, 0, 1, 0]).unwrap();
+        assert_eq!(v.boot_order().unwrap(), [2, 1]);
+        assert!(locked(&path), "immutable flag not restored");
+        assert!(std::fs::remove_file(&path).is_err());
+        assert!(v.delete(&name).unwrap());
+        assert!(!path.exists());
+    }
+
     #[test]
     fn boot_entries_and_first_free_number() {
         let d = tempfile::tempdir().unwrap();
