@@ -151,11 +151,13 @@ fn kexec_1_migrate_debian_bios_to_balenaos() -> Result<()> {
         r["hostname"] == legacy::HOSTNAME,
         "hostname not carried: {r}"
     );
-    let wifi = r["system_connections"]
-        .as_array()
-        .and_then(|v| v.iter().find(|c| c["name"] == "lab-wifi"))
-        .with_context(|| format!("Wi-Fi profile not carried: {r}"))?;
-    ensure!(wifi["mode"] == "0600", "profile mode: {wifi}");
+    // resin-boot is FAT: no per-file modes to check, only the name.
+    ensure!(
+        r["system_connections"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|c| c["name"] == "lab-wifi")),
+        "Wi-Fi profile not carried: {r}"
+    );
     ensure!(r["migration_log"]["present"] == true, "{r}");
     ensure!(!serial.contains(API_KEY) && !serial.contains(WIFI_PSK));
     done(&lab, "kexec scenario 1");
