@@ -23,28 +23,7 @@ use std::time::Duration;
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
-fn virt_fw_vars() -> Result<PathBuf> {
-    let p = paths::lab_dir().join("venv/bin/virt-fw-vars");
-    ensure!(
-        p.is_file(),
-        "{} is missing: run tests/lab/setup.sh (installs virt-firmware into the lab venv)",
-        p.display()
-    );
-    Ok(p)
-}
-
-fn fw_vars(args: &[&str]) -> Result<String> {
-    let out = Command::new(virt_fw_vars()?)
-        .args(args)
-        .output()
-        .context("running virt-fw-vars")?;
-    ensure!(
-        out.status.success(),
-        "virt-fw-vars {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-}
+use migrd_lab::uefi_vars::{self, run as fw_vars};
 
 fn fresh_vars(dir: &Path) -> Result<PathBuf> {
     let v = dir.join("vars.fd");
@@ -54,44 +33,16 @@ fn fresh_vars(dir: &Path) -> Result<PathBuf> {
     Ok(v)
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2).context("odd hex")?, 16).context("hex"))
-        .collect()
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Every Boot#### in the vars file: (name, bytes).
 fn boot_entries(vars: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let dump = vars.with_extension("json");
-    fw_vars(&[
-        "-i",
-        &vars.display().to_string(),
-        "--output-json",
-        &dump.display().to_string(),
-    ])?;
-    let v: Value = serde_json::from_slice(&std::fs::read(&dump)?)?;
-    let mut out = Vec::new();
-    for var in v["variables"]
-        .as_array()
-        .context("no variables in the dump")?
-    {
-        let name = var["name"].as_str().unwrap_or_default();
-        if name.len() == 8
-            && name.starts_with("Boot")
-            && name[4..].chars().all(|c| c.is_ascii_hexdigit())
-        {
-            out.push((
-                name.to_string(),
-                unhex(var["data"].as_str().unwrap_or_default())?,
-            ));
-        }
-    }
-    Ok(out)
+    Ok(uefi_vars::boot_entries(&uefi_vars::read(vars)?)
+        .into_iter()
+        .map(|(n, data)| (format!("Boot{n:04X}"), data))
+        .collect())
 }
 
 fn set_json(vars: &Path, dir: &Path, entries: &[(String, Vec<u8>)]) -> Result<()> {
