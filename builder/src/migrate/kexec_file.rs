@@ -34,6 +34,14 @@ pub struct Loaded {
     pub cmdline: String,
 }
 
+/// The syscall's number. The libc crate names it on x86_64 but not for
+/// aarch64-musl, so both come from the kernel's tables:
+/// arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h.
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 320;
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
+
 /// `kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)`.
 /// `cmdline` is empty or NUL-terminated.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -50,7 +58,7 @@ fn kexec_file_load(kernel: i32, initrd: i32, cmdline: &[u8], flags: i32) -> io::
     // before returning, and writes nothing into our memory.
     let r = unsafe {
         libc::syscall(
-            libc::SYS_kexec_file_load,
+            SYS_KEXEC_FILE_LOAD,
             libc::c_long::from(kernel),
             libc::c_long::from(initrd),
             cmdline.len() as libc::c_ulong,
@@ -150,6 +158,12 @@ pub fn loaded_by_migrd(root: &Path) -> Option<Loaded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    #[test]
+    fn syscall_number_is_libcs() {
+        assert_eq!(SYS_KEXEC_FILE_LOAD, libc::SYS_kexec_file_load);
+    }
 
     #[test]
     fn errors_explained() {
