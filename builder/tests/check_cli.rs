@@ -133,7 +133,16 @@ fn ubuntu_uefi_root_on_lvm() {
     assert!(ok, "{out}");
     assert_eq!(v["boot"]["firmware"], "uefi");
     assert_eq!(v["boot"]["secure_boot"], false);
-    assert_eq!(v["boot"]["strategy"], "efi");
+    // /boot is a plain ext4 partition, so GRUB can clear next_entry: on
+    // UEFI GRUB comes first, BootNext is the usable alternative.
+    assert_eq!(v["boot"]["strategy"], "grub");
+    let efi = v["boot"]["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == "efi")
+        .unwrap();
+    assert_eq!(efi["usable"], true, "{efi}");
     let layers: Vec<&str> = v["disks"]["root"]["layers"]
         .as_array()
         .unwrap()
