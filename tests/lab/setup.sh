@@ -76,29 +76,65 @@ for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linu
   rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >/dev/null; }
 done
 
-# Debian's x86_64 kernel, extracted into $LAB/kernel/amd64 (boot/vmlinuz-*,
-# boot/config-*, lib/modules/<release>/ with modules.dep made by depmod).
+# arm64 packages (kernel, busybox for the arm64 lab's old OS) come through a
+# second private apt state with arm64 as its only architecture, so the host's
+# dpkg never learns a foreign architecture; nothing arm64 is installed.
+arm_apt=$LAB/apt-arm64
+mkdir -p "$arm_apt/lists/partial"
+B=("${A[@]}" -o "Dir::State::lists=$arm_apt/lists" -o "APT::Architecture=arm64"
+  -o "APT::Architectures::=arm64" -o "Dir::State::status=/dev/null")
+arm_updated=0
+arm_update() { if [ $arm_updated = 0 ]; then log "apt-get update (arm64 state)"; apt-get "${B[@]}" update -qq; arm_updated=1; fi; }
+
+# Download one package's .deb and unpack it into $2 (never installed).
+# $1 = debian arch, $2 = destination, $3 = package.
+fetch_deb() {
+  local darch=$1 dest=$2 pkg=$3 tmp
+  tmp=$(mktemp -d "$LAB/dl.XXXXXX")
+  if [ "$darch" = arm64 ]; then
+    arm_update
+    (cd "$tmp" && apt-get "${B[@]}" download -qq "$pkg" 2>/dev/null)
+  else
+    apt_update
+    (cd "$tmp" && apt-get "${A[@]}" download -qq "$pkg" 2>/dev/null)
+  fi
+  mkdir -p "$dest"
+  dpkg-deb -x "$tmp"/*.deb "$dest"
+  rm -rf "$tmp"
+}
+
+# Debian's kernels, extracted into $LAB/kernel/<arch> (boot/vmlinuz-*,
+# boot/config-*, lib/modules/<release>/ with modules.dep made by depmod;
+# arm64 also usr/lib/linux-image-*/ with the device trees).
 fetch_kernel() { # $1 = debian arch, $2 = flavour package (linux-image-amd64)
   local darch=$1 meta=$2 dest=$LAB/kernel/$1
   if compgen -G "$dest/boot/vmlinuz-*" >/dev/null && compgen -G "$dest/lib/modules/*/modules.dep" >/dev/null; then
     return 0
   fi
-  apt_update
   local pkg
-  pkg=$(apt-cache "${A[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+  if [ "$darch" = arm64 ]; then
+    arm_update
+    pkg=$(apt-cache "${B[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+  else
+    apt_update
+    pkg=$(apt-cache "${A[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+  fi
   [ -n "$pkg" ] || { log "cannot resolve $meta to a versioned kernel package"; exit 1; }
-  log "downloading $pkg"
-  local tmp; tmp=$(mktemp -d "$LAB/dl.XXXXXX")
-  (cd "$tmp" && apt-get "${A[@]}" download -qq "$pkg" 2>/dev/null)
-  rm -rf "$dest.part"; mkdir -p "$dest.part"
-  dpkg-deb -x "$tmp"/*.deb "$dest.part"
-  rm -rf "$tmp"
+  log "downloading $pkg ($darch)"
+  rm -rf "$dest.part"
+  fetch_deb "$darch" "$dest.part" "$pkg"
   local rel; rel=$(ls "$dest.part/lib/modules")
   depmod -b "$dest.part" "$rel"
   rm -rf "$dest"; mv "$dest.part" "$dest"
   log "kernel $rel ready in $dest"
 }
 fetch_kernel amd64 linux-image-amd64
+fetch_kernel arm64 linux-image-arm64
+if [ ! -x "$LAB/arm64/busybox/bin/busybox" ]; then
+  log "downloading busybox-static (arm64)"
+  rm -rf "$LAB/arm64/busybox"
+  fetch_deb arm64 "$LAB/arm64/busybox" busybox-static
+fi
 
 # virt-firmware (virt-fw-vars) in a venv: reads and writes OVMF vars files
 # from the host, for the EFI codec tests and the UEFI scenarios.
