@@ -3,6 +3,10 @@
 //! board booting `boot.scr` from a FAT /boot (arm64) and one booting
 //! `/boot/extlinux/extlinux.conf` from an ext4 root (armv7).
 //!
+//! The restore-first mode's edits (`--uboot-restore-first`) have cases of
+//! their own: the BeagleBone fixture's uEnv.txt and an extlinux.conf read
+//! first by distro boot.
+//!
 //! The expected files are in `tests/golden/uboot/<case>/`. After an
 //! intended change, regenerate them and review the diff by eye:
 //!
@@ -16,8 +20,9 @@
 use migrd_bootloaders::change::Change;
 use migrd_bootloaders::uboot::detect::EnvState;
 use migrd_bootloaders::uboot::oneshot::script_text;
+use migrd_bootloaders::uboot::restore_first::{self, EditInputs};
 use migrd_bootloaders::uboot::script::{script_of, ImageArch};
-use migrd_bootloaders::uboot::{arm, detect, ArmInputs, BootFs, UbootFacts};
+use migrd_bootloaders::uboot::{arm, decide, detect, ArmInputs, BootFs, Decision, UbootFacts};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +38,7 @@ fn cases() -> Vec<Case> {
         mount_point: PathBuf::from(mp),
         fstype: t.into(),
         files: files.iter().map(|f| f.to_string()).collect(),
+        partuuid: None,
     };
     vec![
         Case {
@@ -139,5 +145,97 @@ fn generated_files_match_golden() {
             })
             .unwrap();
         assert_eq!(script_of(img).as_deref(), Some(text.as_str()), "{}", c.name);
+    }
+}
+
+/// A typical Debian u-boot-menu extlinux.conf at the root of a FAT boot
+/// partition (where distro boot reads it before any script).
+const EXTLINUX: &str = "## /extlinux/extlinux.conf\n##\n## IMPORTANT WARNING\n\ndefault l0\nmenu title U-Boot menu\nprompt 0\ntimeout 50\n\n\nlabel l0\n\tmenu label Debian GNU/Linux 12 (bookworm) 6.1.0-28-arm64\n\tlinux /vmlinuz-6.1.0-28-arm64\n\tinitrd /initrd.img-6.1.0-28-arm64\n\tfdtdir /dtbs/6.1.0-28-arm64/\n\tappend root=UUID=0b3a ro quiet\n\nlabel l0r\n\tmenu label Debian GNU/Linux 12 (bookworm) 6.1.0-28-arm64 (rescue target)\n\tlinux /vmlinuz-6.1.0-28-arm64\n\tinitrd /initrd.img-6.1.0-28-arm64\n\tfdtdir /dtbs/6.1.0-28-arm64/\n\tappend root=UUID=0b3a ro single\n\n";
+
+#[test]
+fn restore_first_files_match_golden() {
+    let fs = |mp: &str, t: &str, file: &str| BootFs {
+        mount_point: PathBuf::from(mp),
+        fstype: t.into(),
+        files: vec![file.to_string()],
+        partuuid: Some("5e6a7b8c-01".into()),
+    };
+    let uenv = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/beaglebone-debian/boot/uEnv.txt"),
+    )
+    .unwrap();
+    let cases = [
+        (
+            "restore-first-uenv-beaglebone",
+            fs("/", "ext4", "/boot/uEnv.txt"),
+            ImageArch::Arm,
+            uenv.as_str(),
+            "uEnv.txt",
+        ),
+        (
+            "restore-first-extlinux-fat-arm64",
+            fs("/boot", "vfat", "/extlinux/extlinux.conf"),
+            ImageArch::Arm64,
+            EXTLINUX,
+            "extlinux.conf",
+        ),
+    ];
+    for (name, bootfs, arch, original, file) in cases {
+        let facts = UbootFacts {
+            filesystems: vec![bootfs],
+            env: EnvState::NotConfigured,
+            arch,
+        };
+        let Ok(Decision::RestoreFirst(edit)) = decide(&facts, true) else {
+            panic!("{name}: not the restore-first mode")
+        };
+        let dtbs = [PathBuf::from(
+            "/boot/dtbs/5.10.168-ti-r71/am335x-boneblack.dtb",
+        )];
+        let changes = restore_first::arm(
+            &edit,
+            &facts,
+            &EditInputs {
+                original,
+                kernel: Path::new("/boot/vmlinuz-5.10.168-ti-r71"),
+                initramfs: Path::new("/var/lib/migrd/work/ramdisk/initramfs.img"),
+                cmdline: CMDLINE,
+                dtbs: &dtbs,
+            },
+        )
+        .unwrap();
+        let dir = golden_dir(name);
+        let mut manifest = String::new();
+        for ch in &changes {
+            match ch {
+                Change::MkDir { path } => writeln!(manifest, "mkdir {}", path.display()),
+                Change::Copy { from, to, mode } => writeln!(
+                    manifest,
+                    "copy {} -> {} {mode:o}",
+                    from.display(),
+                    to.display()
+                ),
+                Change::Write { path, bytes, .. } => {
+                    check(&dir, file, bytes);
+                    writeln!(manifest, "write {} ({} bytes)", path.display(), bytes.len())
+                }
+                other => panic!("unexpected change {other:?}"),
+            }
+            .unwrap();
+        }
+        // The board file is written last: before that nothing boots differently.
+        assert!(
+            matches!(changes.last(), Some(Change::Write { path, .. }) if path.ends_with(file)),
+            "{name}"
+        );
+        check(&dir, "changes.txt", manifest.as_bytes());
+        let (action, (saved, bytes)) = restore_first::disarm(&edit, &facts, original.as_bytes());
+        assert_eq!(bytes, original.as_bytes());
+        check(
+            &dir,
+            "disarm.txt",
+            format!("{action:#?}\ncarried at {saved}\n").as_bytes(),
+        );
     }
 }

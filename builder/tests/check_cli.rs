@@ -176,11 +176,19 @@ fn debian_bios_grub() {
 
 #[test]
 fn beaglebone_connman_and_uboot() {
-    let (ok, v, out) = run("beaglebone-debian", &[]);
+    // Only /boot/uEnv.txt: no self-clearing path, so U-Boot needs the
+    // restore-first mode (see tests/uboot_restore_first.rs) and this
+    // kernel has no kexec: nothing is usable without the flag.
+    let (ok, v, _) = run("beaglebone-debian", &[]);
+    assert!(!ok);
+    assert_eq!(v["boot"]["strategy"], Value::Null);
+    assert!(message(&v, "boot-strategy").contains("--uboot-restore-first"));
+    let (ok, v, out) = run("beaglebone-debian", &["--uboot-restore-first"]);
     assert!(ok, "{out}");
     assert_eq!(v["device"]["slugs"][0], "beaglebone-black");
     assert_eq!(v["boot"]["firmware"], "uboot");
     assert_eq!(v["boot"]["strategy"], "uboot");
+    assert_eq!(status(&v, "boot-strategy"), "warn");
     let kinds: Vec<&str> = v["networks"]
         .as_array()
         .unwrap()

@@ -231,15 +231,22 @@ pub enum BootStrategy {
     RpiConfig,
     /// U-Boot self-clearing entry.
     Uboot,
+    /// U-Boot restore-first mode: the board's own boot file was edited and
+    /// stage 2 restores it (`--uboot-restore-first`).
+    UbootRestoreFirst,
     /// `kexec_file_load`; nothing persistent armed.
     Kexec,
 }
 
 impl BootStrategy {
     /// Whether a reboot boots the old OS without stage 2's disarm step
-    /// (the Raspberry Pi config.txt edit needs stage 2 to restore it).
+    /// (the Raspberry Pi config.txt edit and the U-Boot restore-first edit
+    /// need stage 2 to restore them).
     pub fn self_clearing(self) -> bool {
-        !matches!(self, BootStrategy::RpiConfig)
+        !matches!(
+            self,
+            BootStrategy::RpiConfig | BootStrategy::UbootRestoreFirst
+        )
     }
 }
 

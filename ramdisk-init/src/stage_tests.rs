@@ -603,6 +603,80 @@ fn a_failed_restore_on_a_self_clearing_boot_falls_back() {
     assert!(!sys.flashed);
 }
 
+/// A plan armed through the U-Boot restore-first mode: the BeagleBoard
+/// uEnv.txt in /boot of the old root partition (vda1, ext4) was edited.
+fn uenv_setup(content: &[u8], partuuid: &str) -> (tempfile::TempDir, Fake) {
+    let (d, sys) = setup(content, |p| {
+        p.boot = crate::plan::BootPlan {
+            strategy: crate::plan::BootStrategy::UbootRestoreFirst,
+            disarm: vec![crate::plan::DisarmAction::RestoreFile {
+                partuuid: partuuid.into(),
+                fstype: "ext4".into(),
+                path: "boot/uEnv.txt".into(),
+                original: "/migrd/uboot/original".into(),
+            }],
+        };
+    });
+    std::fs::create_dir_all(d.path().join("migrd/uboot")).unwrap();
+    std::fs::write(d.path().join("migrd/uboot/original"), b"uname_r=5.10\n").unwrap();
+    let boot = sys.fs_dir("old-boot-uuid").join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join("uEnv.txt"), b"uname_r=migrd\ncmdline=panic=10\n").unwrap();
+    (d, sys)
+}
+
+fn uenv(sys: &Fake) -> String {
+    std::fs::read_to_string(sys.fs_dir("old-boot-uuid").join("boot/uEnv.txt")).unwrap()
+}
+
+#[test]
+fn uboot_restore_first_puts_uenv_back_before_any_other_step() {
+    let (_d, mut sys) = uenv_setup(b"abd", "0000beef-01");
+    let mut buf = Vec::new();
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    assert_eq!(uenv(&sys), "uname_r=5.10\n");
+    // Restored, so the flipped byte found later falls back to the old OS.
+    assert!(
+        matches!(
+            exit,
+            Exit::Fallback {
+                step: Step::Verify,
+                ..
+            }
+        ),
+        "{exit:?}"
+    );
+    let st = steps(&events(&buf));
+    let disarm = st.iter().position(|s| s == "disarm/ok").unwrap();
+    // Only mounting the kernel filesystems, reading the plan and loading
+    // the modules (the disk's driver and ext4) come before it.
+    assert_eq!(
+        st[..disarm],
+        ["start/begin", "setup/ok", "plan/ok", "modules/ok"],
+        "{st:?}"
+    );
+    assert!(
+        st[disarm + 1..]
+            .iter()
+            .any(|s| s.starts_with("find-target")),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn uboot_restore_first_that_cannot_restore_powers_off_after_a_failure() {
+    // The edit does not clear itself: going back would boot the ramdisk
+    // again, so a later failure powers off instead.
+    let (_d, mut sys) = uenv_setup(b"abd", "0000beef-09");
+    let mut buf = Vec::new();
+    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+        Exit::Stranded { reason, .. } => assert!(reason.contains("0000beef-09"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sys.flash_calls, 0);
+    assert!(uenv(&sys).contains("uname_r=migrd"));
+}
+
 /// A UEFI machine as stage 1 left it for BootNext: the old Debian entry
 /// (Boot0001, on the old ESP), an unrelated network entry (Boot0002), the
 /// ramdisk's entry (Boot0003), BootOrder 0001,0002.

@@ -120,6 +120,7 @@ fn uboot_runs_the_oneshot_once_then_the_original_script() -> Result<()> {
             mount_point: "/boot".into(),
             fstype: "vfat".into(),
             files: vec!["/boot.scr".into()],
+            partuuid: None,
         }],
         env: EnvState::NotConfigured,
         arch: ImageArch::Arm64,

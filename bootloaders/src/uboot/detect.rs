@@ -20,6 +20,9 @@ pub struct BootFs {
     /// Boot files present, as paths inside the filesystem (`/boot.scr`,
     /// `/boot/extlinux/extlinux.conf`, `/uEnv.txt`).
     pub files: Vec<String>,
+    /// The PARTUUID of its partition, if known (the ramdisk finds the
+    /// partition by it to restore a file in the restore-first mode).
+    pub partuuid: Option<String>,
 }
 
 /// What the U-Boot environment says, when `/etc/fw_env.config` exists.
@@ -209,6 +212,7 @@ mod tests {
             mount_point: PathBuf::from(mp),
             fstype: fstype.into(),
             files: files.iter().map(|s| s.to_string()).collect(),
+            partuuid: None,
         }
     }
 

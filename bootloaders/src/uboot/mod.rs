@@ -16,12 +16,21 @@
 //! already ends in the old OS on the next reset. [`env`] and
 //! [`fw_config`] read the U-Boot environment through `/etc/fw_env.config`
 //! so `migrd check` can report it (and whether the board counts boots).
+//!
+//! Where no self-clearing path exists, [`decide`] refuses unless the
+//! operator accepted the restore-first mode ([`restore_first`]): the
+//! board's own extlinux.conf or uEnv.txt is edited and stage 2 restores it
+//! first thing. Both `migrd check` and `migrd migrate` go through
+//! [`decide`], so they cannot disagree.
 
+pub mod decide;
 pub mod detect;
 pub mod env;
 pub mod fw_config;
 pub mod oneshot;
+pub mod restore_first;
 pub mod script;
 
+pub use decide::{decide, BoardFile, Decision, Edit, Refusal};
 pub use detect::{detect, BootFs, Flow, UbootError, UbootFacts};
 pub use oneshot::{arm, ArmInputs};

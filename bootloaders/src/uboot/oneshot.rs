@@ -145,6 +145,7 @@ mod tests {
                 mount_point: "/boot".into(),
                 fstype: fstype.into(),
                 files: vec!["/boot.scr".into()],
+                partuuid: None,
             }],
             env: EnvState::NotConfigured,
             arch,

@@ -18,8 +18,9 @@ pub struct Candidate {
     pub reason: String,
 }
 
-/// Whether `k` can arm a boot on this machine, and why.
-pub fn usable(f: &Facts, k: StrategyKind) -> Result<String, String> {
+/// Whether `k` can arm a boot on this machine with the operator's options,
+/// and why.
+pub fn usable(f: &Facts, k: StrategyKind, o: &Options) -> Result<String, String> {
     let b = &f.boot;
     match k {
         StrategyKind::Grub => match &b.grub {
@@ -57,14 +58,10 @@ pub fn usable(f: &Facts, k: StrategyKind) -> Result<String, String> {
             )),
             None => Err("not a Raspberry Pi".into()),
         },
-        StrategyKind::Uboot if b.firmware != Firmware::Uboot => Err("not a U-Boot board".into()),
-        StrategyKind::Uboot if b.uboot_files.is_empty() => {
-            Err("no uEnv.txt, boot.scr or extlinux.conf found".into())
+        // The same decision `migrd migrate` arms.
+        StrategyKind::Uboot => {
+            super::uboot::decide(f, o.uboot_restore_first).map(|d| super::uboot::reason(&d))
         }
-        StrategyKind::Uboot => Ok(format!(
-            "self-clearing entry via {}",
-            b.uboot_files.join(", ")
-        )),
         StrategyKind::Kexec => kexec::usable(&b.kexec).map_err(|e| e.to_string()),
     }
 }
@@ -86,7 +83,7 @@ pub fn preference(fw: Firmware) -> &'static [StrategyKind] {
 pub fn grub_active(f: &Facts) -> bool {
     match &f.boot.boot_current {
         Some(path) => migrd_bootloaders::efi::is_grub_path(path),
-        None => usable(f, StrategyKind::Grub).is_ok(),
+        None => usable(f, StrategyKind::Grub, &Options::default()).is_ok(),
     }
 }
 
@@ -101,12 +98,23 @@ pub fn order(f: &Facts) -> Vec<StrategyKind> {
     }
 }
 
+/// Whether a reset before stage 2 has run boots the old OS by itself (the
+/// U-Boot restore-first mode does not).
+pub fn self_clearing(f: &Facts, k: StrategyKind, o: &Options) -> bool {
+    match k {
+        StrategyKind::Uboot => super::uboot::decide(f, o.uboot_restore_first)
+            .map(|d| d.self_clearing())
+            .unwrap_or(true),
+        k => k.self_clearing(),
+    }
+}
+
 /// Every strategy's verdict.
-pub fn candidates(f: &Facts) -> Vec<Candidate> {
+pub fn candidates(f: &Facts, o: &Options) -> Vec<Candidate> {
     StrategyKind::ALL
         .iter()
         .map(|k| {
-            let r = usable(f, *k);
+            let r = usable(f, *k, o);
             Candidate {
                 strategy: k.name().into(),
                 usable: r.is_ok(),
@@ -120,7 +128,7 @@ pub fn candidates(f: &Facts) -> Vec<Candidate> {
 pub fn strategy(f: &Facts, o: &Options) -> (CheckResult, Option<StrategyKind>) {
     let n = "boot-strategy";
     let pick = match o.boot_via {
-        Some(k) => match usable(f, k) {
+        Some(k) => match usable(f, k, o) {
             Ok(why) => Some((k, why)),
             Err(e) => {
                 return (
@@ -131,10 +139,10 @@ pub fn strategy(f: &Facts, o: &Options) -> (CheckResult, Option<StrategyKind>) {
         },
         None => order(f)
             .iter()
-            .find_map(|k| usable(f, *k).ok().map(|w| (*k, w))),
+            .find_map(|k| usable(f, *k, o).ok().map(|w| (*k, w))),
     };
     match pick {
-        Some((k, why)) if !k.self_clearing() => (
+        Some((k, why)) if !self_clearing(f, k, o) => (
             CheckResult::new(
                 n,
                 Status::Warn,
@@ -149,7 +157,7 @@ pub fn strategy(f: &Facts, o: &Options) -> (CheckResult, Option<StrategyKind>) {
         None => {
             let why: Vec<String> = order(f)
                 .iter()
-                .filter_map(|k| usable(f, *k).err().map(|e| format!("{k}: {e}")))
+                .filter_map(|k| usable(f, *k, o).err().map(|e| format!("{k}: {e}")))
                 .collect();
             (
                 CheckResult::new(
@@ -193,6 +201,7 @@ mod tests {
             no_nwmgr_check: true,
             timeout: std::time::Duration::from_secs(1),
             boot_via,
+            uboot_restore_first: false,
             log_to: None,
             flash_to: None,
         }
@@ -230,7 +239,7 @@ mod tests {
     #[test]
     fn secure_boot_makes_bootnext_unusable_with_the_reason() {
         let f = uefi(None, true, Some(true));
-        let e = usable(&f, StrategyKind::Efi).unwrap_err();
+        let e = usable(&f, StrategyKind::Efi, &options(None)).unwrap_err();
         assert!(
             e.contains("Secure Boot") && e.contains("--boot-via grub"),
             "{e}"
@@ -240,7 +249,7 @@ mod tests {
         assert_eq!(c.status, Status::Fail);
         assert!(c.message.contains("Secure Boot"), "{}", c.message);
         assert_eq!(strategy(&f, &options(None)).1, Some(StrategyKind::Grub));
-        let efi = candidates(&f)
+        let efi = candidates(&f, &options(None))
             .into_iter()
             .find(|c| c.strategy == "efi")
             .unwrap();

@@ -15,6 +15,7 @@ pub mod device;
 pub mod disk;
 pub mod inputs;
 pub mod remote;
+pub mod uboot;
 
 use crate::inputs::gather::Gathered;
 use crate::probe::Facts;
@@ -76,6 +77,8 @@ pub struct Options {
     pub timeout: Duration,
     /// `--boot-via`.
     pub boot_via: Option<StrategyKind>,
+    /// `--uboot-restore-first`: the U-Boot restore-first mode is accepted.
+    pub uboot_restore_first: bool,
     /// `-l`.
     pub log_to: Option<PathBuf>,
     /// `-f`.
@@ -92,6 +95,7 @@ impl Default for Options {
             no_nwmgr_check: false,
             timeout: Duration::from_secs(10),
             boot_via: None,
+            uboot_restore_first: false,
             log_to: None,
             flash_to: None,
         }

@@ -129,7 +129,7 @@ pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, results: Vec<CheckResult
             firmware: f.boot.firmware,
             secure_boot: f.boot.secure_boot,
             strategy: chosen.map(|k| k.name().to_string()),
-            strategies: boot::candidates(f),
+            strategies: boot::candidates(f, &a.check_options()),
         },
         disks: DisksReport {
             root: f.disks.root.clone(),

@@ -162,6 +162,12 @@ pub struct MigrateArgs {
     /// Use this one-shot boot strategy: grub, efi, rpi-tryboot, rpi-config, uboot, kexec.
     #[arg(long = "boot-via", value_name = "STRATEGY", value_parser = parse_strategy)]
     pub boot_via: Option<StrategyKind>,
+    /// U-Boot boards without a self-clearing path (extlinux.conf read first,
+    /// or only uEnv.txt): arm by editing the board's own boot file, which the
+    /// ramdisk restores first thing. Until then every boot boots the ramdisk
+    /// again (see docs/platforms.md).
+    #[arg(long = "uboot-restore-first")]
+    pub uboot_restore_first: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -207,6 +213,7 @@ impl MigrateArgs {
             no_nwmgr_check: self.no_nwmgr_check,
             timeout: Duration::from_secs(self.check_timeout.max(1)),
             boot_via: self.boot_via,
+            uboot_restore_first: self.uboot_restore_first,
             log_to: self.log_to.clone(),
             flash_to: self.flash_to.clone(),
         }

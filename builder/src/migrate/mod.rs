@@ -40,16 +40,25 @@ fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<Strat
         None if facts.boot.firmware == crate::probe::firmware::Firmware::Uefi => {
             crate::checks::boot::order(facts)
                 .into_iter()
-                .find(|k| crate::checks::boot::usable(facts, *k).is_ok())
+                .find(|k| crate::checks::boot::usable(facts, *k, &a.check_options()).is_ok())
                 .context(
                     "no one-shot boot path is usable on this UEFI machine; see `migrd check`",
+                )?
+        }
+        // U-Boot: the same order and decision as the boot-strategy check.
+        None if facts.boot.firmware == crate::probe::firmware::Firmware::Uboot => {
+            crate::checks::boot::order(facts)
+                .into_iter()
+                .find(|k| crate::checks::boot::usable(facts, *k, &a.check_options()).is_ok())
+                .context(
+                    "no one-shot boot path is usable on this U-Boot board; see `migrd check`",
                 )?
         }
         None if facts.boot.grub.is_some() => StrategyKind::Grub,
         // A Raspberry Pi: tryboot where it is usable, else the config.txt edit.
         None if facts.boot.rpi.is_some() => [StrategyKind::RpiTryboot, StrategyKind::RpiConfig]
             .into_iter()
-            .find(|k| crate::checks::boot::usable(facts, *k).is_ok())
+            .find(|k| crate::checks::boot::usable(facts, *k, &a.check_options()).is_ok())
             .unwrap_or(StrategyKind::RpiConfig),
         None => bail!("no supported one-shot boot path found on this device; see `migrd check`"),
     };
@@ -235,7 +244,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         files,
         target,
         boot: BootPlan {
-            strategy: strategy.plan_strategy(),
+            strategy: armer.plan_strategy(),
             disarm: prepared.disarm.clone(),
         },
         log: LogSettings {

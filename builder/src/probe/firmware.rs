@@ -73,9 +73,10 @@ pub struct BootFacts {
     /// Raspberry Pi firmware partition, if this is a Pi.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpi: Option<RpiFacts>,
-    /// U-Boot configuration files found (`/boot/uEnv.txt`, `/boot/boot.scr`,
-    /// `/boot/extlinux/extlinux.conf`).
-    pub uboot_files: Vec<String>,
+    /// On a U-Boot board: its boot filesystems and environment (what the
+    /// U-Boot strategy decides from), or why they cannot be used.
+    #[serde(skip)]
+    pub uboot: Option<Result<migrd_bootloaders::uboot::UbootFacts, String>>,
     /// What the kexec strategy needs to know about the running kernel.
     pub kexec: migrd_bootloaders::kexec::KexecFacts,
 }
@@ -163,7 +164,13 @@ fn rpi(root: &Path, mounts: &[Mount], board: &Board) -> Option<RpiFacts> {
 }
 
 /// Probe the boot chain.
-pub fn probe(root: &Path, board: &Board, mounts: &[Mount], disks: &DiskFacts) -> BootFacts {
+pub fn probe(
+    root: &Path,
+    board: &Board,
+    mounts: &[Mount],
+    disks: &DiskFacts,
+    arch: Option<migrd_init::arch::Arch>,
+) -> BootFacts {
     let uefi = rootfs::exists(root, "sys/firmware/efi");
     let firmware = if uefi {
         Firmware::Uefi
@@ -174,16 +181,7 @@ pub fn probe(root: &Path, board: &Board, mounts: &[Mount], disks: &DiskFacts) ->
     } else {
         Firmware::Bios
     };
-    let uboot_files = [
-        "boot/uEnv.txt",
-        "uEnv.txt",
-        "boot/boot.scr",
-        "boot/extlinux/extlinux.conf",
-    ]
-    .into_iter()
-    .filter(|p| firmware == Firmware::Uboot && rootfs::exists(root, p))
-    .map(|p| format!("/{p}"))
-    .collect();
+    let uboot = (firmware == Firmware::Uboot).then(|| super::uboot::facts(root, disks, arch));
     let secure_boot = if uefi { secure_boot(root) } else { None };
     BootFacts {
         firmware,
@@ -192,7 +190,7 @@ pub fn probe(root: &Path, board: &Board, mounts: &[Mount], disks: &DiskFacts) ->
         boot_current: if uefi { boot_current(root) } else { None },
         grub: grub(root, mounts, disks),
         rpi: rpi(root, mounts, board),
-        uboot_files,
+        uboot,
         kexec: super::kexec::probe(root, secure_boot),
     }
 }

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod mounts;
 pub mod os_release;
 pub mod rootfs;
+pub mod uboot;
 
 use migrd_init::arch::Arch;
 use serde::Serialize;
@@ -57,7 +58,8 @@ pub fn probe(root: &Path) -> Facts {
     let mounts = mounts::read(root);
     let board = board::probe(root, kernel_machine.as_deref());
     let disks = disks::probe(root, &mounts);
-    let boot = firmware::probe(root, &board, &mounts, &disks);
+    let arch = kernel_machine.as_deref().and_then(arch::from_machine);
+    let boot = firmware::probe(root, &board, &mounts, &disks, arch);
     let os = os_release::read(root);
     let os_support = match &os {
         Some(o) => os_release::support(o),
@@ -67,7 +69,7 @@ pub fn probe(root: &Path) -> Facts {
     };
     Facts {
         root: root.to_path_buf(),
-        arch: kernel_machine.as_deref().and_then(arch::from_machine),
+        arch,
         kernel_machine,
         is_balena_os: os.as_ref().is_some_and(|o| o.id == "balena-os"),
         board,

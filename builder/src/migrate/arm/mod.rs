@@ -23,7 +23,7 @@ use crate::ramdisk::Built;
 use anyhow::{bail, Result};
 use migrd_bootloaders::change::Change;
 use migrd_bootloaders::StrategyKind;
-use migrd_init::plan::DisarmAction;
+use migrd_init::plan::{BootStrategy, DisarmAction};
 use std::path::{Path, PathBuf};
 
 /// What every strategy can read.
@@ -66,6 +66,11 @@ pub struct Prepared {
 pub trait Armer {
     /// Which strategy this is.
     fn kind(&self) -> StrategyKind;
+    /// The plan's boot strategy (tells stage 2 whether a reboot falls back
+    /// by itself); known after `prepare`.
+    fn plan_strategy(&self) -> BootStrategy {
+        self.kind().plan_strategy()
+    }
     /// Check the strategy can make a one-shot boot here (refuse with the
     /// reason and what to do otherwise) and say what stage 2 must undo.
     /// Changes nothing on the device.
