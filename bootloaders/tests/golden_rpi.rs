@@ -1,6 +1,6 @@
 //! Golden files for every file the Raspberry Pi strategies generate, on
 //! the fixture trees (Raspberry Pi OS bookworm on a Pi 4 and a Pi 3 B+,
-//! Raspbian buster on a Pi 3) and on a config.txt with sections, an
+//! Raspbian buster on a Pi 3, bullseye 32- and 64-bit on a Pi 4) and on a config.txt with sections, an
 //! `os_prefix`, an existing `initramfs` line and DOS line endings.
 //!
 //! The expected files are in `tests/golden/rpi/<case>/<strategy>/`.
@@ -50,6 +50,18 @@ fn cases() -> Vec<Case> {
         Case {
             name: "rpi3-buster",
             root: fx.join("rpi3-buster"),
+            boot_dir: "/boot",
+        },
+        // Raspberry Pi OS bullseye, 32- and 64-bit: the firmware boots its
+        // own kernel7l.img / kernel8.img (no vmlinuz to copy).
+        Case {
+            name: "rpi4-bullseye",
+            root: fx.join("rpi4-bullseye"),
+            boot_dir: "/boot",
+        },
+        Case {
+            name: "rpi4-bullseye-arm64",
+            root: fx.join("rpi4-bullseye-arm64"),
             boot_dir: "/boot",
         },
     ]

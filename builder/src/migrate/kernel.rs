@@ -1,7 +1,13 @@
 //! The running kernel: the ramdisk boots the same kernel the device runs
 //! now, so its modules and config are the ones on disk.
+//!
+//! Raspberry Pi OS before bookworm has no `/boot/vmlinuz-<release>`: the
+//! firmware loads its own `kernel*.img`, which is the running kernel. The
+//! Raspberry Pi strategies take that file (see `arm::rpi_boot`), so for
+//! them the image may be missing ([`running_for`]).
 
 use anyhow::{bail, Context, Result};
+use migrd_bootloaders::StrategyKind;
 use std::path::{Path, PathBuf};
 
 /// The running kernel's files.
@@ -22,13 +28,28 @@ pub struct RunningKernel {
 
 /// Find the running kernel's files under `root`.
 pub fn running(root: &Path) -> Result<RunningKernel> {
+    read(root, true)
+}
+
+/// The running kernel as `strategy` needs it: the Raspberry Pi strategies
+/// boot the firmware's kernel file when `/boot/vmlinuz-<release>` is
+/// missing (Raspberry Pi OS before bookworm), so for them only the modules
+/// must be there; `image` then names the missing file.
+pub fn running_for(root: &Path, strategy: StrategyKind) -> Result<RunningKernel> {
+    read(
+        root,
+        !matches!(strategy, StrategyKind::RpiTryboot | StrategyKind::RpiConfig),
+    )
+}
+
+fn read(root: &Path, need_image: bool) -> Result<RunningKernel> {
     let rel_file = root.join("proc/sys/kernel/osrelease");
     let release = std::fs::read_to_string(&rel_file)
         .with_context(|| format!("reading {}", rel_file.display()))?
         .trim()
         .to_string();
     let image = root.join("boot").join(format!("vmlinuz-{release}"));
-    if !image.is_file() {
+    if need_image && !image.is_file() {
         bail!(
             "the running kernel's image {} is missing; the ramdisk boots that kernel. \
              Reinstall the kernel package or reboot into an installed kernel",
@@ -87,5 +108,28 @@ mod tests {
         assert_eq!(k.release, "6.1.0-56-amd64");
         assert_eq!(k.consoles, ["console=tty0", "console=ttyS0,115200"]);
         assert_eq!(k.config, None);
+    }
+
+    #[test]
+    fn the_pi_strategies_do_without_vmlinuz_but_not_without_modules() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("proc/sys/kernel")).unwrap();
+        std::fs::write(r.join("proc/sys/kernel/osrelease"), "5.15.84-v7l+\n").unwrap();
+        let e = running_for(r, StrategyKind::RpiConfig)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("modules.dep"), "{e}");
+        std::fs::create_dir_all(r.join("lib/modules/5.15.84-v7l+")).unwrap();
+        std::fs::write(r.join("lib/modules/5.15.84-v7l+/modules.dep"), b"").unwrap();
+        for k in [StrategyKind::RpiConfig, StrategyKind::RpiTryboot] {
+            let got = running_for(r, k).unwrap();
+            assert_eq!(got.image, r.join("boot/vmlinuz-5.15.84-v7l+"));
+            assert!(!got.image.exists());
+        }
+        for k in [StrategyKind::Uboot, StrategyKind::Grub, StrategyKind::Kexec] {
+            let e = running_for(r, k).unwrap_err().to_string();
+            assert!(e.contains("vmlinuz-5.15.84-v7l+"), "{k}: {e}");
+        }
     }
 }

@@ -213,7 +213,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         });
     }
 
-    let k = kernel::running(root)?;
+    let k = kernel::running_for(root, strategy)?;
     let target_disk = facts
         .disks
         .root_disk()

@@ -59,7 +59,11 @@ impl RpiBoot {
         let include = |name: &str| std::fs::read_to_string(on_boot.join(name)).ok();
         let current = CurrentBoot::read(&config_txt, model, running_64bit, &include)?;
         let fw_kernel = current.path(&on_boot, &current.kernel);
-        let kernel_copy = if fw_kernel.is_file() && same_bytes(&fw_kernel, &ctx.kernel.image) {
+        // Without /boot/vmlinuz-<release> (Raspberry Pi OS before bookworm)
+        // the firmware's kernel file is the running kernel.
+        let kernel_copy = if fw_kernel.is_file()
+            && (!ctx.kernel.image.is_file() || same_bytes(&fw_kernel, &ctx.kernel.image))
+        {
             None
         } else if ctx.kernel.image.is_file() {
             // The firmware boots another file (or none we can find): boot
@@ -222,6 +226,31 @@ pub mod testing {
         }
     }
 
+    /// A copy of `tests/fixtures/<name>` as it is: no
+    /// `/boot/vmlinuz-<release>` (Raspberry Pi OS before bookworm), the
+    /// running kernel found the way `migrd migrate` finds it for the Pi
+    /// strategies, plus the ramdisk and `/dev/vcio` (a Raspberry Pi kernel).
+    pub fn firmware_only(name: &str) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name);
+        copy_tree(&fx, r);
+        std::fs::write(r.join("dev/vcio"), b"").unwrap();
+        std::fs::create_dir_all(r.join("var/lib/migrd")).unwrap();
+        std::fs::write(r.join("var/lib/migrd/initramfs.img"), b"ramdisk bytes").unwrap();
+        let kernel =
+            crate::migrate::kernel::running_for(r, migrd_bootloaders::StrategyKind::RpiConfig)
+                .unwrap();
+        Device {
+            facts: crate::probe::probe(r),
+            kernel,
+            args: Cli::parse_from(["migrd"]).a,
+            dir,
+        }
+    }
+
     impl Device {
         /// The strategy context.
         pub fn ctx(&self) -> super::Ctx<'_> {
@@ -237,6 +266,86 @@ pub mod testing {
         pub fn text(&self, p: &str) -> String {
             std::fs::read_to_string(self.dir.path().join(p.trim_start_matches('/')))
                 .unwrap_or_else(|e| format!("<{e}>"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rpi_config::ConfigArmer;
+    use super::super::rpi_tryboot::TrybootArmer;
+    use super::super::Armer;
+    use super::testing::firmware_only;
+    use super::*;
+
+    /// As in bootloaders/tests/golden_rpi.rs, so the files compare.
+    const CMDLINE: &str = "console=serial0,115200 console=tty1 rootfstype=ramfs panic=10";
+    const RAMDISK: &str = "/var/lib/migrd/work/ramdisk/initramfs.img";
+
+    fn golden(case: &str, strategy: &str, file: &str) -> Vec<u8> {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../bootloaders/tests/golden/rpi")
+            .join(case)
+            .join(strategy)
+            .join(file);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn written(changes: &[Change], name: &str) -> Vec<u8> {
+        changes
+            .iter()
+            .find_map(|c| match c {
+                Change::Write { path, bytes, .. } if path.ends_with(name) => Some(bytes.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name} not written: {changes:?}"))
+    }
+
+    #[test]
+    fn without_vmlinuz_both_pi_strategies_boot_the_firmwares_kernel_file() {
+        for (name, kernel) in [
+            ("rpi4-bullseye", "kernel7l.img"),
+            ("rpi4-bullseye-arm64", "kernel8.img"),
+        ] {
+            let d = firmware_only(name);
+            // What failed before the Pi armers ran.
+            assert!(crate::migrate::kernel::running(d.dir.path()).is_err());
+            let ctx = d.ctx();
+            let boot = RpiBoot::read(&ctx).unwrap();
+            assert_eq!(boot.current.kernel, kernel, "{name}");
+            assert_eq!(
+                boot.kernel_copy, None,
+                "{name}: no copy of a missing vmlinuz"
+            );
+
+            let mut c = ConfigArmer::default();
+            c.prepare(&ctx).unwrap();
+            let ch = c.changes_for(&ctx, Path::new(RAMDISK), CMDLINE).unwrap();
+            assert!(
+                !ch.iter().any(
+                    |c| matches!(c, Change::Copy { to, .. } if to.ends_with("migrd-kernel.img"))
+                ),
+                "{name}: {ch:?}"
+            );
+            let cfg = written(&ch, "config.txt");
+            assert!(
+                String::from_utf8_lossy(&cfg).contains(&format!("\nkernel={kernel}\n")),
+                "{name}"
+            );
+            assert_eq!(cfg, golden(name, "config", "config.txt"), "{name}");
+            assert_eq!(
+                written(&ch, "migrd-cmdline.txt"),
+                golden(name, "config", "migrd-cmdline.txt")
+            );
+
+            let mut t = TrybootArmer::default();
+            t.prepare(&ctx).unwrap();
+            let ch = t.changes_for(&ctx, Path::new(RAMDISK), CMDLINE).unwrap();
+            assert_eq!(
+                written(&ch, "tryboot.txt"),
+                golden(name, "tryboot", "tryboot.txt"),
+                "{name}"
+            );
         }
     }
 }
