@@ -40,6 +40,11 @@ struct Board {
 
 impl Board {
     fn new() -> Board {
+        Board::with(|_| {})
+    }
+
+    /// The fixture copy, changed by `tweak` before it is probed.
+    fn with(tweak: impl FnOnce(&Path)) -> Board {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
         let fx = fixture("beaglebone-debian");
@@ -58,6 +63,7 @@ impl Board {
         std::fs::write(&image, b"running kernel").unwrap();
         std::fs::create_dir_all(r.join("var/lib/migrd")).unwrap();
         std::fs::write(r.join("var/lib/migrd/initramfs.img"), b"ramdisk bytes").unwrap();
+        tweak(r);
         let facts = migrd::probe::probe(r);
         let kernel = RunningKernel {
             release: RELEASE.into(),
@@ -269,4 +275,80 @@ fn restore_first_arms_through_the_journal_and_cancel_restores_every_byte() {
     );
     assert_eq!(b.snapshot(), before);
     assert!(!b.root().join("boot/dtbs/migrd").exists());
+}
+
+/// The board's root filesystem with `/extlinux/extlinux.conf`: distro boot
+/// reads it before any script, so only the restore-first edit works.
+const EXTLINUX: &str = "default l0\ntimeout 10\n\nlabel l0\n\tlinux /boot/vmlinuz-5.10.168-ti-r71\n\tfdtdir /boot/dtbs/5.10.168-ti-r71/\n\tappend root=/dev/mmcblk1p1 ro\n";
+
+#[test]
+fn extlinux_read_first_is_edited_only_with_the_flag_and_cancel_restores_it() {
+    let b = Board::with(|r| {
+        std::fs::create_dir_all(r.join("extlinux")).unwrap();
+        std::fs::write(r.join("extlinux/extlinux.conf"), EXTLINUX).unwrap();
+    });
+    // check and migrate agree, with and without the flag.
+    let (usable, reason) = b.check(&[]);
+    let (_, prepared) = b.prepare(&args(&[]));
+    assert!(!usable);
+    assert_eq!(format!("{:#}", prepared.unwrap_err()), reason);
+    assert!(
+        reason.contains("/extlinux/extlinux.conf") && reason.contains("--uboot-restore-first"),
+        "{reason}"
+    );
+    let (usable, reason) = b.check(&["--uboot-restore-first"]);
+    assert!(usable, "{reason}");
+    assert!(
+        reason.contains("/extlinux/extlinux.conf is edited"),
+        "{reason}"
+    );
+
+    let before = b.snapshot();
+    let a = args(&["--uboot-restore-first"]);
+    let (armer, prepared) = b.prepare(&a);
+    let p = prepared.unwrap();
+    assert_eq!(
+        p.disarm,
+        [DisarmAction::RestoreFile {
+            partuuid: "5e6a7b8c-01".into(),
+            fstype: "ext4".into(),
+            path: "extlinux/extlinux.conf".into(),
+            original: SAVED.into(),
+        }]
+    );
+    let ctx = Ctx {
+        root: b.root(),
+        facts: &b.facts,
+        kernel: &b.kernel,
+        args: &a,
+    };
+    let changes = armer
+        .changes_for(&ctx, Path::new("/var/lib/migrd/initramfs.img"), CMDLINE)
+        .unwrap();
+    let mut j = Journaled::begin(b.root()).unwrap();
+    for c in &changes {
+        j.apply(c).unwrap();
+    }
+    let armed = b.text("extlinux/extlinux.conf");
+    assert!(armed.contains("\ndefault migrd\n"), "{armed}");
+    assert!(
+        armed.ends_with(&format!(
+            "label migrd\n\tmenu label migrd migration ramdisk\n\tlinux /migrd/kernel\n\tinitrd /migrd/initramfs\n\tfdtdir /boot/dtbs/5.10.168-ti-r71/\n\tappend {CMDLINE}\n"
+        )),
+        "{armed}"
+    );
+    assert_eq!(b.text("migrd/kernel"), "running kernel");
+    assert_eq!(b.text("migrd/initramfs"), "ramdisk bytes");
+    let out = migrd()
+        .args(["cancel", "--root"])
+        .arg(b.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.snapshot(), before);
+    assert!(!b.root().join("migrd").exists());
 }
