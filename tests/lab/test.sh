@@ -10,6 +10,7 @@ step "static migrd-init (x86_64, aarch64) and the lab's balena-reporter"
 cargo build --locked -p migrd-init --profile init --target x86_64-unknown-linux-musl
 cargo build --locked -p migrd-init --profile init --target aarch64-unknown-linux-musl
 cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target x86_64-unknown-linux-musl
+cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target aarch64-unknown-linux-musl
 step "static ARM builds: migrd-init and migrd for aarch64 (musl) and armv7 (glibc + crt-static)"
 cargo build --locked -p migrd-init --profile init --target armv7-unknown-linux-gnueabihf
 # migrd links C libzstd and liblzma. No aarch64 musl C toolchain is packaged

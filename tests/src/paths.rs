@@ -108,14 +108,21 @@ pub fn init_bin(triple: &str) -> Result<PathBuf> {
 
 /// The static balena-reporter (PID 1 of the synthetic balenaOS image).
 pub fn reporter_bin() -> Result<PathBuf> {
-    let t = target_dir().join("x86_64-unknown-linux-musl");
+    reporter_bin_for("x86_64-unknown-linux-musl")
+}
+
+/// The static balena-reporter built for the Rust target `triple`.
+pub fn reporter_bin_for(triple: &str) -> Result<PathBuf> {
+    let t = target_dir().join(triple);
     first_file(
         &[
             t.join("init/balena-reporter"),
             t.join("release/balena-reporter"),
         ],
         "static balena-reporter",
-        "run `cargo build -p migrd-lab --bin balena-reporter --no-default-features \
-         --profile init --target x86_64-unknown-linux-musl`",
+        &format!(
+            "run `cargo build -p migrd-lab --bin balena-reporter --no-default-features \
+             --profile init --target {triple}`"
+        ),
     )
 }

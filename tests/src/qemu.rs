@@ -61,6 +61,33 @@ impl Qemu {
         q
     }
 
+    /// QEMU's arm64 `virt` machine (Cortex-A57, TCG), 512 MiB, 2 CPUs, no
+    /// display, no network; add the firmware (`-bios`) and disks.
+    pub fn aarch64_virt(log_dir: &Path) -> Self {
+        let mut q = Qemu {
+            bin: "qemu-system-aarch64".into(),
+            args: Vec::new(),
+            log_dir: log_dir.to_path_buf(),
+            disks: 0,
+        };
+        q.args([
+            "-accel",
+            "tcg",
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a57",
+            "-m",
+            "512",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+        ]);
+        q.args(["-monitor", "none", "-no-reboot", "-nic", "none"]);
+        q
+    }
+
     /// Append arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(&mut self, a: I) -> &mut Self {
         self.args

@@ -42,9 +42,14 @@ pub struct Lab {
 
 /// The lab's config.json (a fleet of the synthetic image's device type).
 pub fn config_json() -> String {
+    config_json_for(balena::DEVICE_TYPE)
+}
+
+/// The lab's config.json for a fleet of device type `slug`.
+pub fn config_json_for(slug: &str) -> String {
     format!(
         r#"{{"applicationId":"1234","deviceType":"{}","apiEndpoint":"https://api.balena-cloud.com","vpnEndpoint":"vpn.balena-cloud.com","vpnPort":443,"apiKey":"{API_KEY}","userId":"42","listenPort":48484,"persistentLogging":false}}"#,
-        balena::DEVICE_TYPE
+        slug
     )
 }
 

@@ -137,6 +137,16 @@ mod tests {
     }
 
     #[test]
+    fn qemu_virt_is_generic_aarch64() {
+        assert_eq!(id("linux,dummy-virt"), Some("qemu-arm64-virt"));
+        let b = lookup("linux,dummy-virt", "device-tree", Some("aarch64"));
+        assert_eq!(
+            b.map(|b| b.slugs.clone()),
+            Some(vec!["generic-aarch64".to_string()])
+        );
+    }
+
+    #[test]
     fn dmi_on_x86_only() {
         let nuc = lookup("Intel(R) Client Systems NUC8i5BEH", "dmi", Some("x86_64"));
         assert_eq!(nuc.map(|b| b.id.as_str()), Some("intel-nuc"));

@@ -11,6 +11,10 @@
 //! is `\EFI\BOOT\bootx64.efi` on resin-boot (the removable-media path the
 //! firmware boots when no entry names the disk).
 //!
+//! The arm64 U-Boot variant ([`Boot::Uboot`]) keeps the MBR layout; U-Boot's
+//! distro boot runs `boot.scr` on resin-boot (made by `mkimage`), which
+//! boots Debian's arm64 kernel and the aarch64 reporter with `booti`.
+//!
 //! Built without loop devices or mounts: mkfs.vfat -C, mcopy, mkfs.ext4 -d,
 //! sfdisk, grub-mkimage, then written into the disk file at each offset.
 
@@ -22,12 +26,16 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// `device-type.json` slug of the image (use it in config.json).
+/// `device-type.json` slug of the x86 images (use it in config.json).
 pub const DEVICE_TYPE: &str = "genericx86-64-ext";
+/// `device-type.json` slug of the arm64 U-Boot image.
+pub const DEVICE_TYPE_ARM64: &str = "generic-aarch64";
 /// `VERSION_ID` in the image's os-release.
 pub const OS_VERSION: &str = "6.0.13+lab";
 /// The kernel command line GRUB boots the reporter with.
 pub const CMDLINE: &str = "console=ttyS0 quiet panic=10 rootfstype=ramfs";
+/// The kernel command line U-Boot boots the arm64 reporter with.
+pub const CMDLINE_ARM64: &str = "console=ttyAMA0 quiet panic=10 rootfstype=ramfs";
 /// Disk size in MiB.
 pub const DISK_MIB: u64 = 320;
 /// Start of the extended partition (p4) in MiB; it runs to the end.
@@ -42,6 +50,18 @@ pub enum Boot {
     Bios,
     /// GPT, resin-boot is the ESP with GRUB at `\EFI\BOOT\bootx64.efi`.
     Uefi,
+    /// arm64, MBR, U-Boot distro boot runs `boot.scr` on resin-boot.
+    Uboot,
+}
+
+impl Boot {
+    /// The image's device-type slug.
+    pub fn device_type(self) -> &'static str {
+        match self {
+            Boot::Bios | Boot::Uefi => DEVICE_TYPE,
+            Boot::Uboot => DEVICE_TYPE_ARM64,
+        }
+    }
 }
 
 /// GPT partition type of the EFI System Partition.
@@ -102,19 +122,27 @@ pub fn image(out_dir: &Path) -> Result<BalenaImage> {
 
 /// Build the image for `boot` into `out_dir`, like [`image`].
 pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
-    build_for(
-        out_dir,
-        &paths::reporter_bin()?,
-        &paths::kernel("amd64")?,
-        boot,
-    )
+    match boot {
+        Boot::Uboot => build_for(
+            out_dir,
+            &paths::reporter_bin_for("aarch64-unknown-linux-musl")?,
+            &paths::kernel("arm64")?,
+            boot,
+        ),
+        Boot::Bios | Boot::Uefi => build_for(
+            out_dir,
+            &paths::reporter_bin()?,
+            &paths::kernel("amd64")?,
+            boot,
+        ),
+    }
 }
 
 /// Kernel partition number of a layout entry: the MBR layout has an
 /// extended partition at 4, the GPT one numbers them in order.
 pub fn part_number(part: &Part, boot: Boot) -> u32 {
     match boot {
-        Boot::Bios => part.index,
+        Boot::Bios | Boot::Uboot => part.index,
         Boot::Uefi if part.index > 4 => part.index - 1,
         Boot::Uefi => part.index,
     }
@@ -143,12 +171,13 @@ pub fn build_for(
     let modules = reporter_initramfs::write(reporter, kernel, &boot.join("balena-reporter.img"))?;
     std::fs::copy(&kernel.image, boot.join("vmlinuz"))
         .with_context(|| format!("copying {}", kernel.image.display()))?;
-    write_boot_files(&boot)?;
+    write_boot_files(&boot, fw)?;
     match fw {
         Boot::Bios => copy_grub_modules(&boot)?,
         Boot::Uefi => make_grub_efi(&boot, &work)?,
+        Boot::Uboot => make_boot_scr(&boot, &work)?,
     }
-    std::fs::write(work.join("rootA/etc/os-release"), os_release())?;
+    std::fs::write(work.join("rootA/etc/os-release"), os_release(fw))?;
 
     let disk = out_dir.join("balena.img");
     File::create(&disk)?.set_len(DISK_MIB << 20)?;
@@ -177,25 +206,34 @@ pub fn build_for(
     })
 }
 
-fn os_release() -> String {
+fn os_release(fw: Boot) -> String {
+    let machine = fw.device_type();
     format!(
         "ID=\"balena-os\"\nNAME=\"balenaOS\"\nVERSION=\"{OS_VERSION}\"\nVERSION_ID=\"{OS_VERSION}\"\n\
          PRETTY_NAME=\"balenaOS {OS_VERSION} (migrd lab synthetic image)\"\n\
-         MACHINE=\"{DEVICE_TYPE}\"\nVARIANT=\"Production\"\nVARIANT_ID=\"prod\"\n"
+         MACHINE=\"{machine}\"\nVARIANT=\"Production\"\nVARIANT_ID=\"prod\"\n"
     )
 }
 
-fn write_boot_files(boot: &Path) -> Result<()> {
+fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
+    let (slug, name, arch) = match fw {
+        Boot::Uboot => (
+            DEVICE_TYPE_ARM64,
+            "Generic aarch64 (migrd lab synthetic)",
+            "aarch64",
+        ),
+        Boot::Bios | Boot::Uefi => (DEVICE_TYPE, "Generic x86_64 (migrd lab synthetic)", "amd64"),
+    };
     std::fs::write(
         boot.join("device-type.json"),
         serde_json::to_vec_pretty(&serde_json::json!({
-            "slug": DEVICE_TYPE,
-            "name": "Generic x86_64 (migrd lab synthetic)",
-            "arch": "amd64",
-            "yocto": {"machine": DEVICE_TYPE, "fstype": "balenaos-img"},
+            "slug": slug,
+            "name": name,
+            "arch": arch,
+            "yocto": {"machine": slug, "fstype": "balenaos-img"},
         }))?,
     )?;
-    std::fs::write(boot.join("os-release"), os_release())?;
+    std::fs::write(boot.join("os-release"), os_release(fw))?;
     std::fs::write(boot.join("balena-image"), b"")?;
     std::fs::write(
         boot.join("system-connections/resin-sample.ignore"),
@@ -210,6 +248,31 @@ fn write_boot_files(boot: &Path) -> Result<()> {
              \techo 'Booting the synthetic balenaOS'\n\
              \tlinux /vmlinuz {CMDLINE}\n\tinitrd /balena-reporter.img\n}}\n"
         ),
+    )?;
+    Ok(())
+}
+
+/// `boot.scr` for U-Boot's distro boot (made by `mkimage`, as a board
+/// vendor would): the kernel and the reporter from resin-boot, `booti`.
+fn make_boot_scr(boot: &Path, work: &Path) -> Result<()> {
+    let cmd = work.join("boot.cmd");
+    std::fs::write(
+        &cmd,
+        format!(
+            "echo 'Booting the synthetic balenaOS'\n\
+             load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{kernel_addr_r}} /vmlinuz\n\
+             load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{ramdisk_addr_r}} /balena-reporter.img\n\
+             setenv bootargs \"{CMDLINE_ARM64}\"\n\
+             booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
+        ),
+    )?;
+    tools::run(
+        Command::new("mkimage")
+            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
+            .args(["-n", "balenaOS (migrd lab synthetic)", "-d"])
+            .arg(&cmd)
+            .arg(boot.join("boot.scr")),
+        "u-boot-tools",
     )?;
     Ok(())
 }
@@ -266,7 +329,7 @@ fn make_grub_efi(boot: &Path, work: &Path) -> Result<()> {
 fn partition(disk: &Path, fw: Boot) -> Result<()> {
     let sec = |mib: u64| mib * 2048;
     let script = match fw {
-        Boot::Bios => mbr_script(&sec),
+        Boot::Bios | Boot::Uboot => mbr_script(&sec),
         Boot::Uefi => gpt_script(&sec),
     };
     sfdisk(disk, &script)
@@ -315,7 +378,7 @@ fn mbr_script(sec: &dyn Fn(u64) -> u64) -> String {
     script
 }
 
-fn sfdisk(disk: &Path, script: &str) -> Result<()> {
+pub(crate) fn sfdisk(disk: &Path, script: &str) -> Result<()> {
     let mut child = Command::new("sfdisk")
         .args(["-q", "--no-reread", "--no-tell-kernel"])
         .arg(disk)
@@ -375,7 +438,7 @@ fn make_ext4(fs: &Path, part: &Part, tree: Option<&Path>) -> Result<()> {
 
 /// Copy `src` into `dst` at `offset`, skipping all-zero MiB blocks (the
 /// destination was created sparse).
-fn copy_sparse(src: &Path, dst: &Path, offset: u64) -> Result<()> {
+pub(crate) fn copy_sparse(src: &Path, dst: &Path, offset: u64) -> Result<()> {
     let mut r = File::open(src)?;
     let mut w = std::fs::OpenOptions::new().write(true).open(dst)?;
     let mut buf = vec![0u8; 1 << 20];

@@ -1,0 +1,457 @@
+//! The arm64 legacy device: a small Linux on QEMU's `virt` machine booted by
+//! Debian's U-Boot (`u-boot-qemu`, `qemu_arm64`), laid out the way
+//! Debian-style U-Boot boards are:
+//!
+//! - p1, FAT32 "BOOT", mounted at `/boot/firmware`: the board's `boot.scr`
+//!   (made by `mkimage`), which U-Boot's distro boot runs, loading `vmlinuz`
+//!   and `initrd.img` from the same partition;
+//! - p2, ext4 root: busybox (Debian's `busybox-static` for arm64) as init
+//!   and shell, Debian's arm64 kernel in `/boot` and its modules in
+//!   `/lib/modules` (the storage and filesystem drivers migrd packs), an
+//!   os-release of Debian 12 and a canary file.
+//!
+//! `initrd.img` is a busybox initramfs that loads the virtio and ext4
+//! modules and switches to the root partition. The image is made without
+//! loop devices or mounts (mkfs.vfat -C, mcopy, mkfs.ext4 -d, sfdisk) in a
+//! few seconds, fresh for each scenario.
+
+use super::{balena, tools};
+use crate::guest::Guest;
+use crate::paths::{self, Kernel};
+use crate::qemu::Qemu;
+use anyhow::{bail, Context, Result};
+use migrd::initramfs::{write_initramfs, Node, Segment, SegmentCompression, Source, Tree};
+use migrd::kmod::{resolve, wanted, wanted::Wanted, ModuleIndex};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The guest's hostname.
+pub const HOSTNAME: &str = "arm64-legacy";
+/// Root's shell prompt.
+pub const PROMPT: &str = "root@arm64-legacy:~# ";
+/// Where the canary lives in the guest.
+pub const CANARY: &str = "/root/canary";
+/// The flag file of migrd's U-Boot one-shot, as seen in the guest.
+pub const ONESHOT_FLAG: &str = "/boot/firmware/migrd/oneshot.txt";
+/// U-Boot for QEMU's arm64 `virt` machine (Debian package u-boot-qemu).
+pub const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// Boot to the shell: a few seconds under TCG on an idle machine.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+const DISK_MIB: u64 = 400;
+const BOOT_START_MIB: u64 = 1;
+const BOOT_MIB: u64 = 160;
+const ROOT_START_MIB: u64 = BOOT_START_MIB + BOOT_MIB;
+const ROOT_MIB: u64 = DISK_MIB - ROOT_START_MIB - 1;
+/// The MBR disk signature (PARTUUIDs are `0a64d15c-0N`).
+const DISK_ID: &str = "0x0a64d15c";
+
+/// What the old OS's initramfs loads to reach its root.
+const ROOT_MODULES: &[Wanted] = &[
+    Wanted {
+        name: "virtio_pci",
+        reason: "the disk",
+        required: true,
+    },
+    Wanted {
+        name: "virtio_blk",
+        reason: "the disk",
+        required: true,
+    },
+    Wanted {
+        name: "ext4",
+        reason: "the root filesystem",
+        required: true,
+    },
+    Wanted {
+        name: "crypto-crc32c",
+        reason: "ext4 checksums",
+        required: false,
+    },
+];
+
+/// What the running system loads for `/boot/firmware`.
+const BOOT_FS_MODULES: &[Wanted] = &[
+    Wanted {
+        name: "vfat",
+        reason: "/boot/firmware",
+        required: true,
+    },
+    Wanted {
+        name: "nls_cp437",
+        reason: "vfat codepage",
+        required: false,
+    },
+    Wanted {
+        name: "nls_ascii",
+        reason: "vfat iocharset (Debian's default)",
+        required: false,
+    },
+];
+
+/// A fresh arm64 legacy device.
+#[derive(Clone, Debug)]
+pub struct Arm64Image {
+    /// The raw disk (MBR: p1 FAT32 boot, p2 ext4 root).
+    pub disk: PathBuf,
+    /// SHA-256 (hex) of the canary as built.
+    pub canary_sha256: String,
+}
+
+/// Build the device's disk into `out_dir/arm64-legacy.img`.
+pub fn image(out_dir: &Path) -> Result<Arm64Image> {
+    let kernel = paths::kernel("arm64")?;
+    let busybox = paths::lab_dir().join("arm64/busybox/bin/busybox");
+    if !busybox.is_file() {
+        bail!(
+            "{} missing: run tests/lab/setup.sh (it downloads busybox-static for arm64)",
+            busybox.display()
+        );
+    }
+    std::fs::create_dir_all(out_dir)?;
+    let work = out_dir.join("arm64-build");
+    let _ = std::fs::remove_dir_all(&work);
+    let idx = ModuleIndex::read(&kernel.modules_dir.join(&kernel.release))?;
+
+    // p1: the board's boot files.
+    let boot = work.join("boot");
+    std::fs::create_dir_all(&boot)?;
+    std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
+    initramfs(&busybox, &kernel, &idx, &boot.join("initrd.img"))?;
+    boot_scr(&boot, &work)?;
+
+    // p2: the root filesystem.
+    let root = work.join("root");
+    let canary = rootfs(&root, &busybox, &kernel, &idx)?;
+
+    let disk = out_dir.join("arm64-legacy.img");
+    let _ = std::fs::remove_file(&disk);
+    std::fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    balena::sfdisk(
+        &disk,
+        &format!(
+            "label: dos\nlabel-id: {DISK_ID}\nunit: sectors\n\n\
+             start={}, size={}, type=c, bootable\nstart={}, size={}, type=83\n",
+            BOOT_START_MIB * 2048,
+            BOOT_MIB * 2048,
+            ROOT_START_MIB * 2048,
+            ROOT_MIB * 2048
+        ),
+    )?;
+    let fat = work.join("boot.fs");
+    tools::run(
+        Command::new("mkfs.vfat")
+            .args(["-C", "-F", "32", "-n", "BOOT", "-i", "0A64B007"])
+            .arg(&fat)
+            .arg((BOOT_MIB * 1024).to_string()),
+        "dosfstools",
+    )?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&boot)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    tools::run(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&fat)
+            .args(&entries)
+            .arg("::/"),
+        "mtools",
+    )?;
+    balena::copy_sparse(&fat, &disk, BOOT_START_MIB << 20)?;
+    let ext = work.join("root.fs");
+    tools::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-L", "arm64-root", "-d"])
+            .arg(&root)
+            .arg(&ext)
+            .arg(format!("{ROOT_MIB}M")),
+        "e2fsprogs",
+    )?;
+    balena::copy_sparse(&ext, &disk, ROOT_START_MIB << 20)?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(Arm64Image {
+        disk,
+        canary_sha256: canary,
+    })
+}
+
+/// The board's own boot script: what a vendor or flash-kernel leaves.
+fn boot_scr(boot: &Path, work: &Path) -> Result<()> {
+    let cmd = work.join("boot.cmd");
+    std::fs::write(
+        &cmd,
+        "echo 'board boot script: Debian arm64 (migrd lab)'\n\
+         load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} /vmlinuz\n\
+         load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} /initrd.img\n\
+         setenv bootargs \"console=ttyAMA0 root=/dev/vda2 panic=10\"\n\
+         booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}\n",
+    )?;
+    tools::run(
+        Command::new("mkimage")
+            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
+            .args(["-n", "Debian arm64 boot script", "-d"])
+            .arg(&cmd)
+            .arg(boot.join("boot.scr")),
+        "u-boot-tools",
+    )?;
+    Ok(())
+}
+
+/// The module files of `wanted`'s closure, in load order: where each is
+/// on the host, and its path relative to `lib/modules/<release>/`.
+fn modules(
+    kernel: &Kernel,
+    idx: &ModuleIndex,
+    wanted: &[Wanted],
+) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let base = kernel.modules_dir.join(&kernel.release);
+    let closure = resolve(idx, wanted, &[], None)?;
+    closure
+        .files
+        .iter()
+        .map(|m| {
+            if m.decompress {
+                bail!(
+                    "module {} is compressed; the lab kernel's are plain",
+                    m.name
+                );
+            }
+            let rel = m.source.strip_prefix(&base).with_context(|| {
+                format!("{} is not under {}", m.source.display(), base.display())
+            })?;
+            Ok((m.source.clone(), rel.to_path_buf()))
+        })
+        .collect()
+}
+
+/// The old OS's busybox initramfs: modules for the disk and ext4, then
+/// `switch_root` to `/dev/vda2`.
+fn initramfs(busybox: &Path, kernel: &Kernel, idx: &ModuleIndex, out: &Path) -> Result<()> {
+    let mut tree = Tree::new();
+    let file = |path: &Path| -> Result<Node> {
+        Ok(Node::File {
+            perm: 0o755,
+            source: Source::File {
+                path: path.to_path_buf(),
+                size: std::fs::metadata(path)
+                    .with_context(|| path.display().to_string())?
+                    .len(),
+            },
+        })
+    };
+    tree.insert("bin/busybox", file(busybox)?)?;
+    tree.insert(
+        "dev/console",
+        Node::CharDev {
+            perm: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    )?;
+    for d in ["proc", "sys", "newroot"] {
+        tree.insert(d, Node::Dir { perm: 0o755 })?;
+    }
+    let mut order = String::new();
+    for (src, rel) in modules(kernel, idx, ROOT_MODULES)? {
+        let dest = format!("lib/modules/{}", rel.display());
+        tree.insert(&dest, file(&src)?)?;
+        order.push_str(&format!("/{dest}\n"));
+    }
+    tree.insert(
+        "etc/modules.order",
+        Node::File {
+            perm: 0o644,
+            source: Source::Bytes(order.into_bytes()),
+        },
+    )?;
+    tree.insert(
+        "init",
+        Node::File {
+            perm: 0o755,
+            source: Source::Bytes(INIT.as_bytes().to_vec()),
+        },
+    )?;
+    let f = std::fs::File::create(out)?;
+    let (mut f, _) = write_initramfs(
+        std::io::BufWriter::new(f),
+        &[Segment {
+            compression: SegmentCompression::Gzip,
+            tree,
+        }],
+    )?;
+    f.flush()?;
+    Ok(())
+}
+
+const INIT: &str = r#"#!/bin/busybox sh
+# The old OS's initramfs: load the disk and ext4 modules, mount the root
+# named by root= and hand over to its init.
+B=/bin/busybox
+$B mount -t devtmpfs devtmpfs /dev
+$B mount -t proc proc /proc
+$B mount -t sysfs sysfs /sys
+while read m; do $B insmod "$m" || echo "initramfs: insmod $m failed"; done < /etc/modules.order
+root=$($B sed -n 's/.*root=\([^ ]*\).*/\1/p' /proc/cmdline)
+i=0
+while [ ! -b "$root" ] && [ $i -lt 100 ]; do $B sleep 0.1; i=$((i+1)); done
+$B mount -t ext4 -o ro "$root" /newroot || { echo "initramfs: cannot mount $root"; $B sleep 5; $B reboot -f; }
+$B umount /proc /sys
+$B mount --move /dev /newroot/dev
+exec $B switch_root /newroot /sbin/init
+"#;
+
+const RCS: &str = r#"#!/bin/sh
+# Boot of the arm64 legacy device (busybox init runs this once).
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -o remount,rw /
+mkdir -p /dev/pts /run /tmp
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+for m in $(cat /etc/modules.boot); do insmod "/$m" 2>/dev/null; done
+mount -t vfat /dev/vda1 /boot/firmware
+hostname -F /etc/hostname
+echo "migrd-lab: arm64 legacy device up ($(uname -r))"
+"#;
+
+const INITTAB: &str = "::sysinit:/etc/init.d/rcS\n\
+ttyAMA0::respawn:-/bin/sh\n\
+::ctrlaltdel:/sbin/reboot\n\
+::shutdown:/bin/umount -a -r\n";
+
+/// The root filesystem's tree; returns the canary's SHA-256.
+fn rootfs(root: &Path, busybox: &Path, kernel: &Kernel, idx: &ModuleIndex) -> Result<String> {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc/init.d",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "root",
+        "boot/firmware",
+        "var/lib",
+        "mnt",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy(busybox, root.join("bin/busybox"))?;
+    // The applets busybox has, as symlinks (what `busybox --install -s`
+    // would make), listed by the arm64 busybox under qemu-user.
+    let list = tools::run(
+        Command::new("qemu-aarch64-static")
+            .arg(busybox)
+            .arg("--list-full"),
+        "qemu-user-static",
+    )?;
+    for applet in String::from_utf8_lossy(&list).lines() {
+        let link = root.join(applet);
+        if applet.is_empty() || link.exists() {
+            continue;
+        }
+        let depth = applet.matches('/').count();
+        let target = format!("{}bin/busybox", "../".repeat(depth));
+        std::os::unix::fs::symlink(target, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    let write = |rel: &str, text: &str, mode: u32| -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = root.join(rel);
+        std::fs::write(&p, text)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    };
+    write("etc/init.d/rcS", RCS, 0o755)?;
+    write("etc/inittab", INITTAB, 0o644)?;
+    write("etc/hostname", &format!("{HOSTNAME}\n"), 0o644)?;
+    write(
+        "etc/profile",
+        &format!("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\ncd /root\nPS1='{PROMPT}'\n"),
+        0o644,
+    )?;
+    write(
+        "etc/os-release",
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+         VERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+        0o644,
+    )?;
+    write("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    write("etc/group", "root:x:0:\n", 0o644)?;
+    write(
+        "etc/fstab",
+        "/dev/vda2 / ext4 defaults 0 1\n/dev/vda1 /boot/firmware vfat defaults 0 2\n",
+        0o644,
+    )?;
+
+    // The kernel as Debian installs it, and the modules migrd packs (the
+    // default storage and filesystem set), with their own depmod index.
+    let rel = &kernel.release;
+    std::fs::copy(&kernel.image, root.join(format!("boot/vmlinuz-{rel}")))?;
+    std::fs::copy(&kernel.config, root.join(format!("boot/config-{rel}")))?;
+    let mut all = wanted::default_set();
+    all.extend_from_slice(BOOT_FS_MODULES);
+    let mods = root.join("lib/modules").join(rel);
+    for (src, in_mods) in modules(kernel, idx, &all)? {
+        let to = mods.join(&in_mods);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&src, &to)?;
+    }
+    let boot_fs: Vec<String> = modules(kernel, idx, BOOT_FS_MODULES)?
+        .into_iter()
+        .map(|(_, in_mods)| format!("lib/modules/{rel}/{}", in_mods.display()))
+        .collect();
+    write("etc/modules.boot", &(boot_fs.join("\n") + "\n"), 0o644)?;
+    let src_dir = kernel.modules_dir.join(rel);
+    let dst_dir = mods;
+    std::fs::create_dir_all(&dst_dir)?;
+    for f in [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ] {
+        if src_dir.join(f).is_file() {
+            std::fs::copy(src_dir.join(f), dst_dir.join(f))?;
+        }
+    }
+    tools::run(Command::new("depmod").arg("-b").arg(root).arg(rel), "kmod")?;
+
+    // The canary: data the migration must leave alone when it falls back.
+    let canary: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join(CANARY.trim_start_matches('/')), &canary)?;
+    Ok(hex(&Sha256::digest(&canary)))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// QEMU's arm64 `virt` machine with U-Boot as its firmware, 1 GiB, the
+/// device's disk first (U-Boot's `virtio 0`, the guest's `vda`).
+pub fn qemu(img: &Arm64Image, log_dir: &Path) -> Qemu {
+    let mut q = Qemu::aarch64_virt(log_dir);
+    q.args(["-m", "1024", "-bios", UBOOT])
+        .disk(&img.disk, Some("ARM64DISK01"));
+    q
+}
+
+/// Start `qemu` as boot `name` and wait for the root shell.
+pub fn boot(qemu: &Qemu, name: &str) -> Result<Guest> {
+    let mut g = Guest::start(qemu, name)?;
+    g.login(PROMPT, BOOT_TIMEOUT)
+        .with_context(|| format!("arm64 legacy device boot {name}"))?;
+    Ok(g)
+}

@@ -1,0 +1,123 @@
+//! The arm64 U-Boot device prepared for a migration: a fresh
+//! [`arm64_legacy`] disk, the synthetic balenaOS for U-Boot, and a tools
+//! disk with the aarch64 `migrd`, its init, the image and a config.json
+//! (the x86 counterpart is [`crate::scenario`]).
+
+use crate::guest::Guest;
+use crate::images::{arm64_legacy, balena, data_disk};
+use crate::paths;
+use crate::qemu::Qemu;
+use crate::scenario::{config_json_for, STEP, TOOLS_LABEL};
+use anyhow::{ensure, Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The Rust target of the device's binaries.
+pub const TRIPLE: &str = "aarch64-unknown-linux-musl";
+
+/// A prepared arm64 U-Boot device.
+pub struct UbootLab {
+    /// Logs and disks of this run.
+    pub logs: PathBuf,
+    /// QEMU (virt + U-Boot) with the device's disk and the tools disk.
+    pub qemu: Qemu,
+    /// SHA-256 of the device's canary file.
+    pub canary_sha256: String,
+    /// When preparation started.
+    pub t0: Instant,
+}
+
+/// The aarch64 `migrd` (static musl build).
+fn migrd_arm64() -> Result<PathBuf> {
+    let p = paths::target_dir().join(TRIPLE).join("release/migrd");
+    ensure!(
+        p.is_file(),
+        "{} missing: tests/lab/test.sh builds it (cargo build --release -p migrd --target {TRIPLE}, with Debian's aarch64 cross gcc for the C libraries)",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// A fresh arm64 device for `scenario`, logs in `target/lab/logs/<scenario>/`.
+pub fn lab(scenario: &str) -> Result<UbootLab> {
+    let t0 = Instant::now();
+    let logs = paths::log_dir(scenario)?;
+    let dev = arm64_legacy::image(&logs)?;
+    let img = balena::image_for(&logs.join("balena"), balena::Boot::Uboot)?;
+    let stage = logs.join("tools");
+    std::fs::create_dir_all(&stage)?;
+    std::fs::copy(migrd_arm64()?, stage.join("migrd"))?;
+    std::fs::copy(paths::init_bin(TRIPLE)?, stage.join("migrd-init-aarch64"))?;
+    std::fs::copy(&img.gz, stage.join("balena.img.gz"))?;
+    std::fs::write(
+        stage.join("config.json"),
+        config_json_for(balena::DEVICE_TYPE_ARM64),
+    )?;
+    let size = std::fs::metadata(&img.gz)?.len() + (64 << 20);
+    data_disk::ext4_disk(
+        &stage,
+        &logs.join("tools.img"),
+        TOOLS_LABEL,
+        (size >> 20) + 32,
+    )?;
+    let mut qemu = arm64_legacy::qemu(&dev, &logs);
+    qemu.disk(&logs.join("tools.img"), Some("TOOLS0001"));
+    eprintln!(
+        "{scenario}: device prepared in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(UbootLab {
+        logs,
+        qemu,
+        canary_sha256: dev.canary_sha256,
+        t0,
+    })
+}
+
+impl UbootLab {
+    /// Boot the old OS (through U-Boot) to its shell, with the tools disk
+    /// mounted on /mnt.
+    pub fn old_os(&self, name: &str) -> Result<Guest> {
+        let mut g = arm64_legacy::boot(&self.qemu, name)?;
+        g.run_ok(
+            &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt || mount -o ro /dev/vdb /mnt"),
+            Duration::from_secs(60),
+        )?;
+        Ok(g)
+    }
+
+    /// Boot whatever the disk boots now and wait for QEMU to exit; returns
+    /// the serial log.
+    pub fn unattended(&self, name: &str) -> Result<String> {
+        let mut g = Guest::start(&self.qemu, name)?;
+        g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
+        Ok(g.serial())
+    }
+
+    /// Back in the old OS after the ramdisk went back: canary intact, the
+    /// one-shot flag cleared by U-Boot; returns what `migrd status` says.
+    pub fn check_back_in_old_os(&self, name: &str) -> Result<String> {
+        let mut g = self.old_os(name)?;
+        let sum = g.run_ok(
+            &format!("sha256sum {} | cut -d' ' -f1", arm64_legacy::CANARY),
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            sum.trim() == self.canary_sha256,
+            "canary changed: {sum} vs {}",
+            self.canary_sha256
+        );
+        let flag = g.run_ok(
+            &format!("cat {}", arm64_legacy::ONESHOT_FLAG),
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            flag.trim_end_matches('\0').trim() == "migrd_oneshot=0",
+            "one-shot flag not cleared: {flag:?}"
+        );
+        let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+        g.send_line("poweroff")?;
+        g.wait_exit(STEP)?;
+        Ok(status)
+    }
+}
