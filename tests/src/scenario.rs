@@ -8,6 +8,7 @@ use crate::guest::{Guest, Output};
 use crate::images::{balena, data_disk, legacy};
 use crate::paths;
 use crate::qemu::Qemu;
+use crate::report;
 use anyhow::{ensure, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -111,9 +112,7 @@ impl Lab {
     /// Boot whatever the disk boots now and wait for QEMU to exit; returns
     /// the serial log.
     pub fn unattended(&self, name: &str) -> Result<String> {
-        let mut g = Guest::start(&self.qemu, name)?;
-        g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
-        Ok(g.serial())
+        boot_unattended(&self.qemu, name)
     }
 
     /// Back in Debian after the ramdisk went back: canary intact, GRUB's
@@ -190,6 +189,75 @@ pub fn stage2_events(serial: &str) -> Vec<serde_json::Value> {
     let ev = events::parse(serial);
     eprintln!("stage 2: {:?}", events::summary(&ev));
     ev
+}
+
+/// The ramdisk boot in `serial` flashed and provisioned: every step from
+/// disarm (done, or nothing to do) to done succeeded, and the API key never
+/// reached the console. Returns the events.
+pub fn check_ramdisk_migrated(serial: &str) -> Result<Vec<serde_json::Value>> {
+    let ev = stage2_events(serial);
+    for step in [
+        "disarm",
+        "verify",
+        "point-of-no-return",
+        "flash",
+        "reread-partitions",
+        "inject",
+        "done",
+    ] {
+        ensure!(
+            events::find(&ev, step, "ok").is_some()
+                || (step == "disarm" && events::find(&ev, step, "skip").is_some()),
+            "no {step}/ok: {:?}",
+            events::summary(&ev)
+        );
+    }
+    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+    Ok(ev)
+}
+
+/// The ramdisk boot in `serial` stopped at verify on the damaged payload,
+/// before the point of no return. Returns the events.
+pub fn check_ramdisk_stopped_at_verify(serial: &str) -> Result<Vec<serde_json::Value>> {
+    let ev = stage2_events(serial);
+    let fail = events::find(&ev, "verify", "fail")
+        .with_context(|| format!("no verify/fail: {:?}", events::summary(&ev)))?;
+    ensure!(
+        fail["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/payload/balena.img.gz"),
+        "{fail}"
+    );
+    ensure!(
+        events::find(&ev, "point-of-no-return", "ok").is_none(),
+        "crossed the point of no return"
+    );
+    Ok(ev)
+}
+
+/// The synthetic balenaOS booted (console in `serial`) and reported the
+/// lab's config.json for device type `slug`, the old hostname and the
+/// migration log, with the API key kept off the console. Returns the
+/// report for more checks.
+pub fn check_balena_reports(serial: &str, slug: &str, hostname: &str) -> Result<serde_json::Value> {
+    let r = report::parse(serial).context("balenaOS printed no report")?;
+    eprintln!("balenaOS report: {r}");
+    ensure!(r["config_json"]["deviceType"] == slug, "{r}");
+    ensure!(r["config_json"]["applicationId"] == "1234", "{r}");
+    ensure!(r["hostname"] == hostname, "hostname not carried: {r}");
+    ensure!(r["has_api_key"] == true, "{r}");
+    ensure!(r["migration_log"]["present"] == true, "{r}");
+    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+    Ok(r)
+}
+
+/// Boot whatever `qemu`'s disks boot now, as boot `name`, and wait for
+/// QEMU to exit; returns the serial log.
+pub fn boot_unattended(qemu: &Qemu, name: &str) -> Result<String> {
+    let mut g = Guest::start(qemu, name)?;
+    g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
+    Ok(g.serial())
 }
 
 /// A shell command flipping one byte of `file` 1000 bytes before its end

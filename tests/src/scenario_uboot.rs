@@ -7,8 +7,8 @@ use crate::guest::Guest;
 use crate::images::{arm64_legacy, balena, data_disk};
 use crate::paths;
 use crate::qemu::Qemu;
-use crate::scenario::{config_json_for, STEP, TOOLS_LABEL};
-use anyhow::{ensure, Context, Result};
+use crate::scenario::{boot_unattended, config_json_for, STEP, TOOLS_LABEL};
+use anyhow::{ensure, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -89,9 +89,7 @@ impl UbootLab {
     /// Boot whatever the disk boots now and wait for QEMU to exit; returns
     /// the serial log.
     pub fn unattended(&self, name: &str) -> Result<String> {
-        let mut g = Guest::start(&self.qemu, name)?;
-        g.wait_exit(STEP).with_context(|| format!("boot {name}"))?;
-        Ok(g.serial())
+        boot_unattended(&self.qemu, name)
     }
 
     /// Back in the old OS after the ramdisk went back: canary intact, the

@@ -13,9 +13,9 @@
 use anyhow::{bail, ensure, Context, Result};
 use migrd_lab::events::{find, summary};
 use migrd_lab::images::{balena, legacy};
-use migrd_lab::report;
 use migrd_lab::scenario::{
-    arm_and_reboot, corrupt_cmd, lab, migrate, stage2_events, API_KEY, OFFLINE, STEP,
+    arm_and_reboot, check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify,
+    corrupt_cmd, lab, migrate, stage2_events, OFFLINE, STEP,
 };
 use std::time::Duration;
 
@@ -48,36 +48,9 @@ fn scenario_1_migrate_debian_bios_grub_to_balenaos() -> Result<()> {
         g.log().display()
     );
 
-    let serial = lab.unattended("2-ramdisk")?;
-    let ev = stage2_events(&serial);
-    for step in [
-        "verify",
-        "point-of-no-return",
-        "flash",
-        "reread-partitions",
-        "inject",
-        "done",
-    ] {
-        ensure!(
-            find(&ev, step, "ok").is_some(),
-            "no {step}/ok: {:?}",
-            summary(&ev)
-        );
-    }
-    ensure!(!serial.contains(API_KEY), "the API key reached the console");
-
+    check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
     let serial = lab.unattended("3-balenaos")?;
-    let r = report::parse(&serial).context("balenaOS printed no report")?;
-    eprintln!("balenaOS report: {r}");
-    ensure!(r["config_json"]["deviceType"] == balena::DEVICE_TYPE, "{r}");
-    ensure!(r["config_json"]["applicationId"] == "1234", "{r}");
-    ensure!(
-        r["hostname"] == legacy::HOSTNAME,
-        "hostname not carried: {r}"
-    );
-    ensure!(r["has_api_key"] == true, "{r}");
-    ensure!(!serial.contains(API_KEY), "the API key reached the console");
-    ensure!(r["migration_log"]["present"] == true, "{r}");
+    check_balena_reports(&serial, balena::DEVICE_TYPE, legacy::HOSTNAME)?;
     done(&lab, "scenario 1");
     Ok(())
 }
@@ -101,20 +74,7 @@ fn scenario_2_corrupt_payload_falls_back_to_debian() -> Result<()> {
     g.send_line("systemctl reboot")?;
     g.wait_exit(STEP)?;
 
-    let ev = stage2_events(&lab.unattended("2-ramdisk")?);
-    let fail = find(&ev, "verify", "fail")
-        .with_context(|| format!("no verify/fail: {:?}", summary(&ev)))?;
-    ensure!(
-        fail["msg"]
-            .as_str()
-            .unwrap_or("")
-            .contains("/payload/balena.img.gz"),
-        "{fail}"
-    );
-    ensure!(
-        find(&ev, "point-of-no-return", "ok").is_none(),
-        "crossed the point of no return"
-    );
+    let ev = check_ramdisk_stopped_at_verify(&lab.unattended("2-ramdisk")?)?;
     ensure!(
         find(&ev, "status", "ok").is_some(),
         "status not recorded: {:?}",

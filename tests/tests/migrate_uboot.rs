@@ -12,10 +12,11 @@
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{ensure, Context, Result};
-use migrd_lab::events::{find, summary};
 use migrd_lab::images::{arm64_legacy, balena};
-use migrd_lab::report;
-use migrd_lab::scenario::{corrupt_cmd, stage2_events, API_KEY, OFFLINE, STEP};
+use migrd_lab::scenario::{
+    check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
+    OFFLINE, STEP,
+};
 use migrd_lab::scenario_uboot::{lab, UbootLab};
 use std::time::Duration;
 
@@ -64,42 +65,14 @@ fn uboot_1_migrate_arm64_to_balenaos() -> Result<()> {
         serial.contains("migrd: one-shot flag cleared; booting the migration ramdisk"),
         "U-Boot did not run migrd's one-shot script: see the 2-ramdisk log"
     );
-    let ev = stage2_events(&serial);
-    for step in [
-        "verify",
-        "point-of-no-return",
-        "flash",
-        "reread-partitions",
-        "inject",
-        "done",
-    ] {
-        ensure!(
-            find(&ev, step, "ok").is_some(),
-            "no {step}/ok: {:?}",
-            summary(&ev)
-        );
-    }
-    ensure!(!serial.contains(API_KEY), "the API key reached the console");
+    check_ramdisk_migrated(&serial)?;
 
     let serial = lab.unattended("3-balenaos")?;
     ensure!(
         serial.contains("Booting the synthetic balenaOS"),
         "U-Boot did not run balenaOS's boot.scr"
     );
-    let r = report::parse(&serial).context("balenaOS printed no report")?;
-    eprintln!("balenaOS report: {r}");
-    ensure!(
-        r["config_json"]["deviceType"] == balena::DEVICE_TYPE_ARM64,
-        "{r}"
-    );
-    ensure!(r["config_json"]["applicationId"] == "1234", "{r}");
-    ensure!(
-        r["hostname"] == arm64_legacy::HOSTNAME,
-        "hostname not carried: {r}"
-    );
-    ensure!(r["has_api_key"] == true, "{r}");
-    ensure!(!serial.contains(API_KEY), "the API key reached the console");
-    ensure!(r["migration_log"]["present"] == true, "{r}");
+    check_balena_reports(&serial, balena::DEVICE_TYPE_ARM64, arm64_legacy::HOSTNAME)?;
     done(&lab, "uboot 1");
     Ok(())
 }
@@ -136,20 +109,7 @@ fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
         serial.contains("migrd: one-shot flag cleared; booting the migration ramdisk"),
         "U-Boot did not run migrd's one-shot script"
     );
-    let ev = stage2_events(&serial);
-    let fail = find(&ev, "verify", "fail")
-        .with_context(|| format!("no verify/fail: {:?}", summary(&ev)))?;
-    ensure!(
-        fail["msg"]
-            .as_str()
-            .unwrap_or("")
-            .contains("/payload/balena.img.gz"),
-        "{fail}"
-    );
-    ensure!(
-        find(&ev, "point-of-no-return", "ok").is_none(),
-        "crossed the point of no return"
-    );
+    check_ramdisk_stopped_at_verify(&serial)?;
 
     let status = lab.check_back_in_old_os("3-old-os")?;
     eprintln!("migrd status:\n{status}");

@@ -12,11 +12,12 @@
 
 use anyhow::{ensure, Context, Result};
 use migrd_init::efi::load_option::LoadOption;
-use migrd_lab::events::{find, summary};
 use migrd_lab::guest::Guest;
 use migrd_lab::images::{balena, legacy};
-use migrd_lab::report;
-use migrd_lab::scenario::{corrupt_cmd, lab_on, migrate, stage2_events, Lab, API_KEY, STEP};
+use migrd_lab::scenario::{
+    check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
+    lab_on, migrate, Lab, STEP,
+};
 use migrd_lab::uefi_vars;
 use std::time::Duration;
 
@@ -53,44 +54,6 @@ fn arm(g: &mut Guest, env: &str, extra: &str) -> Result<String> {
 fn reboot(g: &mut Guest) -> Result<()> {
     g.send_line("systemctl reboot")?;
     g.wait_exit(STEP)?;
-    Ok(())
-}
-
-/// The ramdisk boot flashed and injected.
-fn check_ramdisk_migrated(serial: &str) -> Result<()> {
-    let ev = stage2_events(serial);
-    for step in [
-        "disarm",
-        "verify",
-        "point-of-no-return",
-        "flash",
-        "reread-partitions",
-        "inject",
-        "done",
-    ] {
-        ensure!(
-            find(&ev, step, "ok").is_some()
-                || (step == "disarm" && find(&ev, step, "skip").is_some()),
-            "no {step}/ok: {:?}",
-            summary(&ev)
-        );
-    }
-    ensure!(!serial.contains(API_KEY), "the API key reached the console");
-    Ok(())
-}
-
-/// The synthetic balenaOS booted on UEFI and reported what was carried.
-fn check_balena_reports(serial: &str) -> Result<()> {
-    let r = report::parse(serial).context("balenaOS printed no report")?;
-    eprintln!("balenaOS report: {r}");
-    ensure!(r["config_json"]["deviceType"] == balena::DEVICE_TYPE, "{r}");
-    ensure!(
-        r["hostname"] == legacy::HOSTNAME,
-        "hostname not carried: {r}"
-    );
-    ensure!(r["has_api_key"] == true, "{r}");
-    ensure!(r["migration_log"]["present"] == true, "{r}");
-    ensure!(!serial.contains(API_KEY), "the API key reached the console");
     Ok(())
 }
 
@@ -172,7 +135,11 @@ fn uefi_1_grub_strategy_migrates() -> Result<()> {
     );
     reboot(&mut g)?;
     check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
-    check_balena_reports(&lab.unattended("3-balenaos")?)?;
+    check_balena_reports(
+        &lab.unattended("3-balenaos")?,
+        balena::DEVICE_TYPE,
+        legacy::HOSTNAME,
+    )?;
     check_vars_after_migration(&lab)?;
     done(&lab, "uefi scenario 1");
     Ok(())
@@ -212,7 +179,7 @@ fn uefi_2_bootnext_strategy_migrates() -> Result<()> {
         !serial.contains("BdsDxe: failed to load"),
         "the firmware tried a stale entry first"
     );
-    check_balena_reports(&serial)?;
+    check_balena_reports(&serial, balena::DEVICE_TYPE, legacy::HOSTNAME)?;
     check_vars_after_migration(&lab)?;
     done(&lab, "uefi scenario 2");
     Ok(())
@@ -248,16 +215,7 @@ fn fallback(scenario: &str, boot_via: &str, ramdisk: &str) -> Result<()> {
     let flipped = g.run_ok(&corrupt_cmd(ramdisk), Duration::from_secs(120))?;
     eprintln!("{flipped}");
     reboot(&mut g)?;
-    let ev = stage2_events(&lab.unattended("2-ramdisk")?);
-    ensure!(
-        find(&ev, "verify", "fail").is_some(),
-        "no verify/fail: {:?}",
-        summary(&ev)
-    );
-    ensure!(
-        find(&ev, "point-of-no-return", "ok").is_none(),
-        "crossed the point of no return"
-    );
+    check_ramdisk_stopped_at_verify(&lab.unattended("2-ramdisk")?)?;
     let status = check_back(&lab, "3-debian")?;
     eprintln!("migrd status:\n{status}");
     ensure!(status.contains("FAILED at step 'verify'"), "{status}");
