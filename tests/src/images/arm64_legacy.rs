@@ -149,19 +149,7 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
             .arg((BOOT_MIB * 1024).to_string()),
         "dosfstools",
     )?;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&boot)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    entries.sort();
-    tools::run(
-        Command::new("mcopy")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .arg("-i")
-            .arg(&fat)
-            .args(&entries)
-            .arg("::/"),
-        "mtools",
-    )?;
+    tools::mcopy_dir(&fat, &boot)?;
     balena::copy_sparse(&fat, &disk, BOOT_START_MIB << 20)?;
     let ext = work.join("root.fs");
     tools::run(
@@ -182,24 +170,16 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
 
 /// The board's own boot script: what a vendor or flash-kernel leaves.
 fn boot_scr(boot: &Path, work: &Path) -> Result<()> {
-    let cmd = work.join("boot.cmd");
-    std::fs::write(
-        &cmd,
+    tools::uboot_script(
         "echo 'board boot script: Debian arm64 (migrd lab)'\n\
          load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} /vmlinuz\n\
          load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} /initrd.img\n\
          setenv bootargs \"console=ttyAMA0 root=/dev/vda2 panic=10\"\n\
          booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}\n",
-    )?;
-    tools::run(
-        Command::new("mkimage")
-            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
-            .args(["-n", "Debian arm64 boot script", "-d"])
-            .arg(&cmd)
-            .arg(boot.join("boot.scr")),
-        "u-boot-tools",
-    )?;
-    Ok(())
+        "Debian arm64 boot script",
+        &boot.join("boot.scr"),
+        work,
+    )
 }
 
 /// The module files of `wanted`'s closure, in load order: where each is

@@ -255,26 +255,19 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
 /// `boot.scr` for U-Boot's distro boot (made by `mkimage`, as a board
 /// vendor would): the kernel and the reporter from resin-boot, `booti`.
 fn make_boot_scr(boot: &Path, work: &Path) -> Result<()> {
-    let cmd = work.join("boot.cmd");
-    std::fs::write(
-        &cmd,
-        format!(
+    let text = format!(
             "echo 'Booting the synthetic balenaOS'\n\
              load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{kernel_addr_r}} /vmlinuz\n\
              load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{ramdisk_addr_r}} /balena-reporter.img\n\
              setenv bootargs \"{CMDLINE_ARM64}\"\n\
              booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
-        ),
-    )?;
-    tools::run(
-        Command::new("mkimage")
-            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
-            .args(["-n", "balenaOS (migrd lab synthetic)", "-d"])
-            .arg(&cmd)
-            .arg(boot.join("boot.scr")),
-        "u-boot-tools",
-    )?;
-    Ok(())
+    );
+    tools::uboot_script(
+        &text,
+        "balenaOS (migrd lab synthetic)",
+        &boot.join("boot.scr"),
+        work,
+    )
 }
 
 /// BIOS GRUB's modules on resin-boot (core.img loads them from there).
@@ -409,20 +402,7 @@ fn make_vfat(fs: &Path, part: &Part, content: &Path) -> Result<()> {
             .arg((part.size_mib * 1024).to_string()),
         "dosfstools",
     )?;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(content)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    entries.sort();
-    tools::run(
-        Command::new("mcopy")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-s", "-i"])
-            .arg(fs)
-            .args(&entries)
-            .arg("::/"),
-        "mtools",
-    )?;
-    Ok(())
+    tools::mcopy_dir(fs, content)
 }
 
 fn make_ext4(fs: &Path, part: &Part, tree: Option<&Path>) -> Result<()> {

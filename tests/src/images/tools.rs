@@ -1,6 +1,7 @@
 //! Running the host tools images are made with.
 
 use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Run `cmd`, failing with its stderr and the package that provides it.
@@ -17,4 +18,39 @@ pub fn run(cmd: &mut Command, package: &str) -> Result<Vec<u8>> {
         );
     }
     Ok(out.stdout)
+}
+
+/// Copy every entry of the folder `dir` (recursively, in name order) to
+/// the root of the FAT filesystem image `fs`.
+pub fn mcopy_dir(fs: &Path, dir: &Path) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    run(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-i"])
+            .arg(fs)
+            .args(&entries)
+            .arg("::/"),
+        "mtools",
+    )?;
+    Ok(())
+}
+
+/// Write `text` as an arm64 U-Boot script image named `name` to `out`
+/// with `mkimage`, as a board vendor would (`work` holds the source).
+pub fn uboot_script(text: &str, name: &str, out: &Path, work: &Path) -> Result<()> {
+    let cmd = work.join("boot.cmd");
+    std::fs::write(&cmd, text)?;
+    run(
+        Command::new("mkimage")
+            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
+            .args(["-n", name, "-d"])
+            .arg(&cmd)
+            .arg(out),
+        "u-boot-tools",
+    )?;
+    Ok(())
 }
