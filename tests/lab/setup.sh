@@ -54,7 +54,7 @@ command -v depmod >/dev/null || { apt_update; DEBIAN_FRONTEND=noninteractive $SU
 # libzstd and liblzma; armv7 links glibc statically), U-Boot's tools
 # (mkimage, mkenvimage, fw_printenv) and its QEMU build for the arm64 lab.
 arm_tools=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
-  u-boot-tools u-boot-qemu libubootenv-tool)
+  u-boot-tools u-boot-qemu libubootenv-tool device-tree-compiler)
 missing=()
 for p in "${arm_tools[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

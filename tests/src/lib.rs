@@ -8,6 +8,8 @@
 //! - [`events`]: the JSON step events migrd-init prints on the console.
 //! - [`rpi_firmware`]: an emulator of the Raspberry Pi firmware's file
 //!   selection (not the firmware), for the Raspberry Pi scenarios.
+//! - [`scenario_rpi`]: a Raspberry Pi 3 booted in QEMU's `raspi3b` with
+//!   what the firmware model selects.
 //! - [`scenario_uboot`]: the arm64 U-Boot device prepared for a migration
 //!   (like `scenario` for the x86 devices).
 //! - [`uefi_vars`]: an OVMF variable store read from the host.
@@ -22,6 +24,8 @@ pub mod report;
 pub mod rpi_firmware;
 #[cfg(feature = "images")]
 pub mod scenario;
+#[cfg(feature = "images")]
+pub mod scenario_rpi;
 #[cfg(feature = "images")]
 pub mod scenario_uboot;
 pub mod uefi_vars;

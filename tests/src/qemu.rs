@@ -88,6 +88,26 @@ impl Qemu {
         q
     }
 
+    /// QEMU's Raspberry Pi 3 Model B (`raspi3b`, TCG, 1 GiB, its four
+    /// cores), no display. QEMU cannot run the Pi's GPU firmware: each boot
+    /// passes the kernel, device tree, initramfs and command line the
+    /// firmware would load (`-kernel`, `-dtb`, `-initrd`, `-append`) and
+    /// the SD card (`-drive if=sd`). The machine never exits on reboot or
+    /// power-off: watch the console and stop it.
+    pub fn raspi3b(log_dir: &Path) -> Self {
+        let mut q = Qemu {
+            bin: "qemu-system-aarch64".into(),
+            args: Vec::new(),
+            log_dir: log_dir.to_path_buf(),
+            disks: 0,
+        };
+        q.args([
+            "-accel", "tcg", "-M", "raspi3b", "-m", "1G", "-display", "none",
+        ]);
+        q.args(["-monitor", "none", "-no-reboot"]);
+        q
+    }
+
     /// Append arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(&mut self, a: I) -> &mut Self {
         self.args

@@ -267,7 +267,8 @@ pub fn mounted_on(root: &Path, mounts: &[Mount], path: &str) -> Option<MountedOn
     let partuuid = partuuid_links(root)
         .into_iter()
         .find(|(t, _)| *t == top)
-        .map(|(_, id)| id);
+        .map(|(_, id)| id)
+        .or_else(|| partuuid_from_table(root, &top, disks.first()?));
     Some(MountedOn {
         mount_point: m.mount_point.clone(),
         fstype: m.fstype.clone(),
@@ -276,6 +277,23 @@ pub fn mounted_on(root: &Path, mounts: &[Mount], path: &str) -> Option<MountedOn
         disks,
         partuuid,
     })
+}
+
+/// A partition's PARTUUID read from its disk's partition table, for
+/// systems without udev's `/dev/disk/by-partuuid` links (busybox-based
+/// images, minimal containers): its number from sysfs, the table from
+/// `/dev/<disk>`.
+fn partuuid_from_table(root: &Path, part: &str, disk: &str) -> Option<String> {
+    let number: u32 = rootfs::read_trimmed(&class_dir(root, part), "partition")?
+        .parse()
+        .ok()?;
+    let mut dev =
+        std::fs::File::open(rootfs::join(root, Path::new("dev").join(disk).as_path())).ok()?;
+    migrd_init::partuuid::read_numbered(&mut dev)
+        .ok()?
+        .into_iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, id)| id)
 }
 
 fn read_u32(dir: &Path, rel: &str) -> Option<u32> {
@@ -349,4 +367,39 @@ pub fn probe(root: &Path, mounts: &[Mount]) -> DiskFacts {
     f.efi =
         mounts::mounted_at(mounts, "/boot/efi").and_then(|_| mounted_on(root, mounts, "/boot/efi"));
     f
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::partuuid_from_table;
+
+    /// Without udev's links the PARTUUID comes from the disk's MBR: the
+    /// disk signature and the partition's number from sysfs.
+    #[test]
+    fn partuuid_without_udev_links_is_read_from_the_table() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("sys/class/block/mmcblk0p2")).unwrap();
+        std::fs::write(r.join("sys/class/block/mmcblk0p2/partition"), "2\n").unwrap();
+        std::fs::create_dir_all(r.join("dev")).unwrap();
+        let mut mbr = vec![0u8; 4096 * 512];
+        mbr[440..444].copy_from_slice(&0x0a64_d15c_u32.to_le_bytes());
+        for (i, (ty, start, len)) in [(0x0cu8, 2048u32, 1024u32), (0x83, 4096, 2048)]
+            .into_iter()
+            .enumerate()
+        {
+            let e = 446 + 16 * i;
+            mbr[e + 4] = ty;
+            mbr[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+            mbr[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
+        }
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        std::fs::write(r.join("dev/mmcblk0"), &mbr).unwrap();
+        assert_eq!(
+            partuuid_from_table(r, "mmcblk0p2", "mmcblk0").as_deref(),
+            Some("0a64d15c-02")
+        );
+        assert_eq!(partuuid_from_table(r, "mmcblk0p3", "mmcblk0"), None);
+    }
 }

@@ -41,16 +41,81 @@ pub const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 /// Boot to the shell: a few seconds under TCG on an idle machine.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
-const DISK_MIB: u64 = 400;
 const BOOT_START_MIB: u64 = 1;
 const BOOT_MIB: u64 = 160;
 const ROOT_START_MIB: u64 = BOOT_START_MIB + BOOT_MIB;
-const ROOT_MIB: u64 = DISK_MIB - ROOT_START_MIB - 1;
+
+/// The machine the device is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// QEMU's `virt` machine booted by U-Boot (virtio disk `vda`).
+    Virt,
+    /// A Raspberry Pi 3 Model B (QEMU's `raspi3b`; SD card `mmcblk0`),
+    /// with Raspberry Pi OS bookworm's boot files: config.txt
+    /// (`arm_64bit`, `auto_initramfs`), cmdline.txt, kernel8.img,
+    /// initramfs8 and the board's device tree.
+    Pi3,
+}
+
+impl Board {
+    /// The disk's kernel name.
+    pub fn disk(self) -> &'static str {
+        match self {
+            Board::Virt => "vda",
+            Board::Pi3 => "mmcblk0",
+        }
+    }
+    /// Partition `n`'s device node.
+    pub fn part(self, n: u32) -> String {
+        match self {
+            Board::Virt => format!("/dev/vda{n}"),
+            Board::Pi3 => format!("/dev/mmcblk0p{n}"),
+        }
+    }
+    /// The disk's size: an SD card image must be a power of two for QEMU.
+    fn disk_mib(self) -> u64 {
+        match self {
+            Board::Virt => 400,
+            Board::Pi3 => 512,
+        }
+    }
+    /// What the old OS's initramfs loads to reach its root.
+    fn root_modules(self) -> &'static [Wanted] {
+        match self {
+            Board::Virt => VIRT_ROOT_MODULES,
+            Board::Pi3 => PI_ROOT_MODULES,
+        }
+    }
+}
+
+/// The Raspberry Pi 3's SD host controllers (QEMU's raspi3b has both).
+const PI_ROOT_MODULES: &[Wanted] = &[
+    Wanted {
+        name: "sdhci_iproc",
+        reason: "SD host (Arasan SDHCI)",
+        required: true,
+    },
+    Wanted {
+        name: "bcm2835",
+        reason: "SD host (sdhost)",
+        required: false,
+    },
+    Wanted {
+        name: "ext4",
+        reason: "the root filesystem",
+        required: true,
+    },
+    Wanted {
+        name: "crypto-crc32c",
+        reason: "ext4 checksums",
+        required: false,
+    },
+];
 /// The MBR disk signature (PARTUUIDs are `0a64d15c-0N`).
 const DISK_ID: &str = "0x0a64d15c";
 
-/// What the old OS's initramfs loads to reach its root.
-const ROOT_MODULES: &[Wanted] = &[
+/// What the `virt` old OS's initramfs loads to reach its root.
+const VIRT_ROOT_MODULES: &[Wanted] = &[
     Wanted {
         name: "virtio_pci",
         reason: "the disk",
@@ -101,8 +166,15 @@ pub struct Arm64Image {
     pub canary_sha256: String,
 }
 
-/// Build the device's disk into `out_dir/arm64-legacy.img`.
+/// Build the `virt` device's disk into `out_dir/arm64-legacy.img`.
 pub fn image(out_dir: &Path) -> Result<Arm64Image> {
+    image_for(out_dir, Board::Virt, &[])
+}
+
+/// Build the disk of a `board` device into `out_dir/arm64-legacy.img`,
+/// with the `extra` files (host path, absolute path in the guest) in its
+/// root filesystem.
+pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Result<Arm64Image> {
     let kernel = paths::kernel("arm64")?;
     let busybox = paths::lab_dir().join("arm64/busybox/bin/busybox");
     if !busybox.is_file() {
@@ -119,17 +191,34 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
     // p1: the board's boot files.
     let boot = work.join("boot");
     std::fs::create_dir_all(&boot)?;
-    std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
-    initramfs(&busybox, &kernel, &idx, &boot.join("initrd.img"))?;
-    boot_scr(&boot, &work)?;
+    match board {
+        Board::Virt => {
+            std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
+            initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
+            boot_scr(&boot, &work)?;
+        }
+        Board::Pi3 => {
+            std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
+            initramfs(&busybox, &kernel, &idx, board, &boot.join("initramfs8"))?;
+            pi_boot_files(&boot, &kernel)?;
+        }
+    }
 
     // p2: the root filesystem.
     let root = work.join("root");
-    let canary = rootfs(&root, &busybox, &kernel, &idx)?;
+    let canary = rootfs(&root, &busybox, &kernel, &idx, board)?;
+    for (src, dest) in extra {
+        let to = root.join(dest.trim_start_matches('/'));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(src, &to).with_context(|| format!("{} → {dest}", src.display()))?;
+    }
 
     let disk = out_dir.join("arm64-legacy.img");
     let _ = std::fs::remove_file(&disk);
-    std::fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    let root_mib = board.disk_mib() - ROOT_START_MIB - 1;
+    std::fs::File::create(&disk)?.set_len(board.disk_mib() << 20)?;
     balena::sfdisk(
         &disk,
         &format!(
@@ -138,7 +227,7 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
             BOOT_START_MIB * 2048,
             BOOT_MIB * 2048,
             ROOT_START_MIB * 2048,
-            ROOT_MIB * 2048
+            root_mib * 2048
         ),
     )?;
     let fat = work.join("boot.fs");
@@ -157,7 +246,7 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
             .args(["-q", "-F", "-b", "4096", "-L", "arm64-root", "-d"])
             .arg(&root)
             .arg(&ext)
-            .arg(format!("{ROOT_MIB}M")),
+            .arg(format!("{root_mib}M")),
         "e2fsprogs",
     )?;
     balena::copy_sparse(&ext, &disk, ROOT_START_MIB << 20)?;
@@ -179,6 +268,61 @@ fn boot_scr(boot: &Path, work: &Path) -> Result<()> {
         "Debian arm64 boot script",
         &boot.join("boot.scr"),
         work,
+    )
+}
+
+/// Raspberry Pi OS bookworm's boot files for a Pi 3 running a 64-bit
+/// kernel, with Debian's device tree under the firmware's name for it.
+fn pi_boot_files(boot: &Path, kernel: &Kernel) -> Result<()> {
+    std::fs::write(
+        boot.join("config.txt"),
+        "# Raspberry Pi OS bookworm defaults (migrd lab)\n\
+         dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\n\
+         auto_initramfs=1\ndisable_overscan=1\narm_64bit=1\n\n[cm4]\notg_mode=1\n\n[all]\n",
+    )?;
+    std::fs::write(
+        boot.join("cmdline.txt"),
+        "console=ttyAMA0,115200 root=/dev/mmcblk0p2 rootfstype=ext4 fsck.repair=yes rootwait panic=10\n",
+    )?;
+    pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))?;
+    Ok(())
+}
+
+/// Debian's device tree for the Raspberry Pi 3 Model B, written to `out`
+/// without its Bluetooth node: that node makes the PL011 UART a serdev
+/// port (the Bluetooth chip's), so /dev/ttyAMA0 would not exist and the
+/// console would take no input. Raspberry Pi OS users do the same with
+/// `dtoverlay=disable-bt` to get the PL011 back.
+pub fn pi3_dtb_to(kernel: &Kernel, out: &Path) -> Result<()> {
+    let dtb = pi3_dtb(kernel)?;
+    std::fs::copy(&dtb, out).with_context(|| dtb.display().to_string())?;
+    tools::run(
+        Command::new("fdtput")
+            .arg("-r")
+            .arg(out)
+            .arg("/soc/serial@7e201000/bluetooth"),
+        "device-tree-compiler",
+    )?;
+    Ok(())
+}
+
+/// Debian's device tree for the Raspberry Pi 3 Model B.
+fn pi3_dtb(kernel: &Kernel) -> Result<PathBuf> {
+    let base = kernel
+        .modules_dir
+        .parent()
+        .and_then(Path::parent)
+        .context("kernel folder")?
+        .join("usr/lib");
+    for e in std::fs::read_dir(&base).with_context(|| base.display().to_string())? {
+        let p = e?.path().join("broadcom/bcm2837-rpi-3-b.dtb");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "no bcm2837-rpi-3-b.dtb under {}/linux-image-*/broadcom",
+        base.display()
     )
 }
 
@@ -211,7 +355,13 @@ fn modules(
 
 /// The old OS's busybox initramfs: modules for the disk and ext4, then
 /// `switch_root` to `/dev/vda2`.
-fn initramfs(busybox: &Path, kernel: &Kernel, idx: &ModuleIndex, out: &Path) -> Result<()> {
+fn initramfs(
+    busybox: &Path,
+    kernel: &Kernel,
+    idx: &ModuleIndex,
+    board: Board,
+    out: &Path,
+) -> Result<()> {
     let mut tree = Tree::new();
     let file = |path: &Path| -> Result<Node> {
         Ok(Node::File {
@@ -237,7 +387,7 @@ fn initramfs(busybox: &Path, kernel: &Kernel, idx: &ModuleIndex, out: &Path) -> 
         tree.insert(d, Node::Dir { perm: 0o755 })?;
     }
     let mut order = String::new();
-    for (src, rel) in modules(kernel, idx, ROOT_MODULES)? {
+    for (src, rel) in modules(kernel, idx, board.root_modules())? {
         let dest = format!("lib/modules/{}", rel.display());
         tree.insert(&dest, file(&src)?)?;
         order.push_str(&format!("/{dest}\n"));
@@ -295,7 +445,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 for m in $(cat /etc/modules.boot); do insmod "/$m" 2>/dev/null; done
-mount -t vfat /dev/vda1 /boot/firmware
+mount -t vfat @BOOTDEV@ /boot/firmware
 hostname -F /etc/hostname
 echo "migrd-lab: arm64 legacy device up ($(uname -r))"
 "#;
@@ -306,7 +456,13 @@ ttyAMA0::respawn:-/bin/sh\n\
 ::shutdown:/bin/umount -a -r\n";
 
 /// The root filesystem's tree; returns the canary's SHA-256.
-fn rootfs(root: &Path, busybox: &Path, kernel: &Kernel, idx: &ModuleIndex) -> Result<String> {
+fn rootfs(
+    root: &Path,
+    busybox: &Path,
+    kernel: &Kernel,
+    idx: &ModuleIndex,
+    board: Board,
+) -> Result<String> {
     for d in [
         "bin",
         "sbin",
@@ -351,7 +507,11 @@ fn rootfs(root: &Path, busybox: &Path, kernel: &Kernel, idx: &ModuleIndex) -> Re
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
         Ok(())
     };
-    write("etc/init.d/rcS", RCS, 0o755)?;
+    write(
+        "etc/init.d/rcS",
+        &RCS.replace("@BOOTDEV@", &board.part(1)),
+        0o755,
+    )?;
     write("etc/inittab", INITTAB, 0o644)?;
     write("etc/hostname", &format!("{HOSTNAME}\n"), 0o644)?;
     write(
@@ -369,7 +529,11 @@ fn rootfs(root: &Path, busybox: &Path, kernel: &Kernel, idx: &ModuleIndex) -> Re
     write("etc/group", "root:x:0:\n", 0o644)?;
     write(
         "etc/fstab",
-        "/dev/vda2 / ext4 defaults 0 1\n/dev/vda1 /boot/firmware vfat defaults 0 2\n",
+        &format!(
+            "{} / ext4 defaults 0 1\n{} /boot/firmware vfat defaults 0 2\n",
+            board.part(2),
+            board.part(1)
+        ),
         0o644,
     )?;
 

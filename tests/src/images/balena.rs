@@ -30,6 +30,8 @@ use std::process::{Command, Stdio};
 pub const DEVICE_TYPE: &str = "genericx86-64-ext";
 /// `device-type.json` slug of the arm64 U-Boot image.
 pub const DEVICE_TYPE_ARM64: &str = "generic-aarch64";
+/// `device-type.json` slug of the Raspberry Pi 3 image.
+pub const DEVICE_TYPE_PI3: &str = "raspberrypi3-64";
 /// `VERSION_ID` in the image's os-release.
 pub const OS_VERSION: &str = "6.0.13+lab";
 /// The kernel command line GRUB boots the reporter with.
@@ -52,6 +54,10 @@ pub enum Boot {
     Uefi,
     /// arm64, MBR, U-Boot distro boot runs `boot.scr` on resin-boot.
     Uboot,
+    /// Raspberry Pi 3 (64-bit): MBR, resin-boot holds config.txt,
+    /// cmdline.txt, kernel8.img, the reporter as initramfs and the device
+    /// tree, as the Pi firmware reads them.
+    Pi3,
 }
 
 impl Boot {
@@ -60,6 +66,7 @@ impl Boot {
         match self {
             Boot::Bios | Boot::Uefi => DEVICE_TYPE,
             Boot::Uboot => DEVICE_TYPE_ARM64,
+            Boot::Pi3 => DEVICE_TYPE_PI3,
         }
     }
 }
@@ -123,7 +130,7 @@ pub fn image(out_dir: &Path) -> Result<BalenaImage> {
 /// Build the image for `boot` into `out_dir`, like [`image`].
 pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
     match boot {
-        Boot::Uboot => build_for(
+        Boot::Uboot | Boot::Pi3 => build_for(
             out_dir,
             &paths::reporter_bin_for("aarch64-unknown-linux-musl")?,
             &paths::kernel("arm64")?,
@@ -142,7 +149,7 @@ pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
 /// extended partition at 4, the GPT one numbers them in order.
 pub fn part_number(part: &Part, boot: Boot) -> u32 {
     match boot {
-        Boot::Bios | Boot::Uboot => part.index,
+        Boot::Bios | Boot::Uboot | Boot::Pi3 => part.index,
         Boot::Uefi if part.index > 4 => part.index - 1,
         Boot::Uefi => part.index,
     }
@@ -169,13 +176,17 @@ pub fn build_for(
     std::fs::create_dir_all(work.join("rootA/etc"))?;
 
     let modules = reporter_initramfs::write(reporter, kernel, &boot.join("balena-reporter.img"))?;
-    std::fs::copy(&kernel.image, boot.join("vmlinuz"))
-        .with_context(|| format!("copying {}", kernel.image.display()))?;
+    // The Pi firmware's kernel is kernel8.img (pi_boot_files).
+    if fw != Boot::Pi3 {
+        std::fs::copy(&kernel.image, boot.join("vmlinuz"))
+            .with_context(|| format!("copying {}", kernel.image.display()))?;
+    }
     write_boot_files(&boot, fw)?;
     match fw {
         Boot::Bios => copy_grub_modules(&boot)?,
         Boot::Uefi => make_grub_efi(&boot, &work)?,
         Boot::Uboot => make_boot_scr(&boot, &work)?,
+        Boot::Pi3 => pi_boot_files(&boot, kernel)?,
     }
     std::fs::write(work.join("rootA/etc/os-release"), os_release(fw))?;
 
@@ -220,6 +231,11 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
         Boot::Uboot => (
             DEVICE_TYPE_ARM64,
             "Generic aarch64 (migrd lab synthetic)",
+            "aarch64",
+        ),
+        Boot::Pi3 => (
+            DEVICE_TYPE_PI3,
+            "Raspberry Pi 3 64-bit (migrd lab synthetic)",
             "aarch64",
         ),
         Boot::Bios | Boot::Uefi => (DEVICE_TYPE, "Generic x86_64 (migrd lab synthetic)", "amd64"),
@@ -268,6 +284,18 @@ fn make_boot_scr(boot: &Path, work: &Path) -> Result<()> {
         &boot.join("boot.scr"),
         work,
     )
+}
+
+/// The Pi firmware's files on resin-boot: the reporter is the initramfs.
+fn pi_boot_files(boot: &Path, kernel: &Kernel) -> Result<()> {
+    std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
+    std::fs::write(
+        boot.join("config.txt"),
+        "arm_64bit=1\nkernel=kernel8.img\ninitramfs balena-reporter.img followkernel\n",
+    )?;
+    std::fs::write(boot.join("cmdline.txt"), format!("{CMDLINE_ARM64}\n"))?;
+    super::arm64_legacy::pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))?;
+    Ok(())
 }
 
 /// BIOS GRUB's modules on resin-boot (core.img loads them from there).
@@ -322,7 +350,7 @@ fn make_grub_efi(boot: &Path, work: &Path) -> Result<()> {
 fn partition(disk: &Path, fw: Boot) -> Result<()> {
     let sec = |mib: u64| mib * 2048;
     let script = match fw {
-        Boot::Bios | Boot::Uboot => mbr_script(&sec),
+        Boot::Bios | Boot::Uboot | Boot::Pi3 => mbr_script(&sec),
         Boot::Uefi => gpt_script(&sec),
     };
     sfdisk(disk, &script)

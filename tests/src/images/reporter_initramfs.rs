@@ -25,6 +25,8 @@ const WANTED: &[Wanted] = &[
     w("ahci", "SATA disks", false),
     w("sd_mod", "SATA disks", false),
     w("nvme", "NVMe disks", false),
+    w("sdhci_iproc", "Raspberry Pi SD host (Arasan SDHCI)", false),
+    w("bcm2835", "Raspberry Pi SD host (sdhost)", false),
     w("vfat", "resin-boot", true),
     w("nls_cp437", "vfat codepage", false),
     // Debian's CONFIG_FAT_DEFAULT_IOCHARSET is "ascii": without nls_ascii

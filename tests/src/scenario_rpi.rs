@@ -1,0 +1,173 @@
+//! A Raspberry Pi 3 prepared for a migration, booted the way its firmware
+//! would boot it: before each boot the firmware model
+//! ([`crate::rpi_firmware`], an emulator of the firmware's file selection,
+//! not the firmware) reads the SD card's boot partition and picks the
+//! kernel, initramfs files, command line and device tree; QEMU's `raspi3b`
+//! then boots exactly those (it cannot run the GPU firmware itself).
+//!
+//! The device ([`arm64_legacy`] for [`Board::Pi3`]): Raspberry Pi OS
+//! bookworm's boot files on a FAT partition at `/boot/firmware`, a busybox
+//! root on ext4, Debian's arm64 kernel; the aarch64 `migrd`, its init, the
+//! synthetic Pi balenaOS and a config.json in `/root/tools` (the SD card is
+//! the only disk the machine has).
+
+use crate::guest::Guest;
+use crate::images::arm64_legacy::{self, Board};
+use crate::images::balena;
+use crate::paths;
+use crate::qemu::Qemu;
+use crate::rpi_firmware::{self, BootFs, FatImage, Firmware, Selection};
+use crate::scenario::{config_json_for, STEP};
+use anyhow::{ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the tools are in the device.
+pub const TOOLS: &str = "/root/tools";
+/// The kernel's last line on a reboot or power-off ("reboot: Restarting
+/// system", "reboot: Power down", "reboot: System halted"): QEMU's raspi3b
+/// does not exit by itself.
+pub const REBOOT: &str = "reboot: ";
+
+/// A prepared Raspberry Pi 3.
+pub struct RpiLab {
+    /// Logs and disks of this run.
+    pub logs: PathBuf,
+    /// The SD card image.
+    pub sd: PathBuf,
+    /// SHA-256 of the device's canary file.
+    pub canary_sha256: String,
+    /// When preparation started.
+    pub t0: Instant,
+    /// The firmware's state across boots (the tryboot flag).
+    pub firmware: Firmware,
+}
+
+/// The first MBR partition of `disk`: (offset, length) in bytes.
+fn first_partition(disk: &Path) -> Result<(u64, u64)> {
+    let head = crate::report::read_head(disk, 512)?;
+    ensure!(
+        head.len() == 512 && head[510] == 0x55 && head[511] == 0xaa,
+        "{}: no MBR",
+        disk.display()
+    );
+    let le = |o: usize| u32::from_le_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
+    Ok((u64::from(le(454)) * 512, u64::from(le(458)) * 512))
+}
+
+/// A fresh Pi 3 for `scenario`, logs in `target/lab/logs/<scenario>/`.
+pub fn lab(scenario: &str) -> Result<RpiLab> {
+    let t0 = Instant::now();
+    let logs = paths::log_dir(scenario)?;
+    let img = balena::image_for(&logs.join("balena"), balena::Boot::Pi3)?;
+    let config = logs.join("config.json");
+    std::fs::write(&config, config_json_for(balena::DEVICE_TYPE_PI3))?;
+    let triple = crate::scenario_uboot::TRIPLE;
+    let migrd = paths::target_dir().join(triple).join("release/migrd");
+    let tools = [
+        (migrd, "/root/tools/migrd"),
+        (paths::init_bin(triple)?, "/root/tools/migrd-init-aarch64"),
+        (img.gz.clone(), "/root/tools/balena.img.gz"),
+        (config, "/root/tools/config.json"),
+    ];
+    let dev = arm64_legacy::image_for(&logs, Board::Pi3, &tools)?;
+    eprintln!(
+        "{scenario}: device prepared in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(RpiLab {
+        logs,
+        sd: dev.disk,
+        canary_sha256: dev.canary_sha256,
+        t0,
+        firmware: Firmware::default(),
+    })
+}
+
+impl RpiLab {
+    /// What the firmware picks from the SD card's boot partition now (the
+    /// tryboot flag is consumed), with the picked files copied out of it as
+    /// `<name>.kernel`, `<name>.initrd` (the initramfs files one after the
+    /// other, as the firmware loads them) and `<name>.dtb`.
+    pub fn select(&mut self, name: &str) -> Result<(Selection, Qemu)> {
+        let (off, len) = first_partition(&self.sd)?;
+        let fat = FatImage::open(&self.sd, off, len)?;
+        let sel = self
+            .firmware
+            .boot(&fat, rpi_firmware::Board::Pi3)
+            .with_context(|| format!("the firmware model, boot {name}"))?;
+        eprintln!(
+            "{name}: firmware model read {} → kernel {}, initramfs {:?}, cmdline from {}: {}",
+            sel.config_file, sel.kernel, sel.initramfs, sel.cmdline_file, sel.cmdline
+        );
+        let read = |p: &str| {
+            fat.read(p)
+                .with_context(|| format!("{p} is not on the boot partition"))
+        };
+        let kernel = self.logs.join(format!("{name}.kernel"));
+        std::fs::write(&kernel, read(&sel.kernel)?)?;
+        let dtb = self.logs.join(format!("{name}.dtb"));
+        std::fs::write(&dtb, read(&sel.dtb)?)?;
+        let mut q = Qemu::raspi3b(&self.logs);
+        q.args(["-kernel", &kernel.display().to_string()])
+            .args(["-dtb", &dtb.display().to_string()]);
+        if !sel.initramfs.is_empty() {
+            let mut bytes = Vec::new();
+            for f in &sel.initramfs {
+                bytes.extend(read(f)?);
+            }
+            let initrd = self.logs.join(format!("{name}.initrd"));
+            std::fs::write(&initrd, bytes)?;
+            q.args(["-initrd", &initrd.display().to_string()]);
+        }
+        q.args(["-append", &sel.cmdline]).args([
+            "-drive",
+            &format!("if=sd,format=raw,file={}", self.sd.display()),
+        ]);
+        Ok((sel, q))
+    }
+
+    /// Boot the old OS to its shell.
+    pub fn old_os(&mut self, name: &str) -> Result<Guest> {
+        let (_, q) = self.select(name)?;
+        arm64_legacy::boot(&q, name)
+    }
+
+    /// Boot what the firmware picks, wait for the kernel's reboot or
+    /// power-off line and stop QEMU; returns the selection and the serial
+    /// log.
+    pub fn unattended(&mut self, name: &str) -> Result<(Selection, String)> {
+        let (sel, q) = self.select(name)?;
+        let mut g = Guest::start(&q, name)?;
+        let r = g.wait_for(REBOOT, STEP);
+        g.kill();
+        r.with_context(|| format!("boot {name} did not reboot or power off"))?;
+        Ok((sel, g.serial()))
+    }
+
+    /// Back in the old OS: canary intact, config.txt as before the
+    /// migration; returns what `migrd status` says.
+    pub fn check_back_in_old_os(&mut self, name: &str, config_txt: &str) -> Result<String> {
+        let mut g = self.old_os(name)?;
+        let sum = g.run_ok(
+            &format!("sha256sum {} | cut -d' ' -f1", arm64_legacy::CANARY),
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            sum.trim() == self.canary_sha256,
+            "canary changed: {sum} vs {}",
+            self.canary_sha256
+        );
+        let now = g.run_ok("cat /boot/firmware/config.txt", Duration::from_secs(30))?;
+        ensure!(
+            now.trim_end() == config_txt.trim_end(),
+            "config.txt not restored:\n{now}\n---- was ----\n{config_txt}"
+        );
+        let status = g.run_ok(&format!("{TOOLS}/migrd status"), Duration::from_secs(60))?;
+        g.send_line("poweroff")?;
+        let r = g.wait_for(REBOOT, STEP);
+        g.kill();
+        r?;
+        Ok(status)
+    }
+}

@@ -1,0 +1,139 @@
+//! Raspberry Pi 3, config.txt strategy, booted for real in QEMU's `raspi3b`
+//! with what the firmware model selects before each boot (QEMU cannot run
+//! the Pi's GPU firmware; the model is an emulator of its file selection,
+//! see `migrd_lab::rpi_firmware`). The old OS runs the aarch64 `migrd`,
+//! which appends the ramdisk's `initramfs` and `cmdline` lines to
+//! config.txt; the model then picks the ramdisk, whose stage 2 restores
+//! config.txt first and flashes the SD card with the synthetic Pi
+//! balenaOS, whose boot files the model picks next. And the fallback: a
+//! corrupted payload, config.txt restored by the ramdisk, the old OS again.
+//!
+//! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
+
+use anyhow::{ensure, Context, Result};
+use migrd_lab::images::{arm64_legacy, balena};
+use migrd_lab::scenario::{
+    check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
+    OFFLINE, STEP,
+};
+use migrd_lab::scenario_rpi::{lab, RpiLab, REBOOT, TOOLS};
+use std::time::Duration;
+
+fn done(lab: &RpiLab, name: &str) {
+    eprintln!(
+        "{name}: passed in {:.1}s (logs {})",
+        lab.t0.elapsed().as_secs_f64(),
+        lab.logs.display()
+    );
+}
+
+fn migrate_cmd() -> String {
+    format!(
+        "cd /root && {TOOLS}/migrd migrate -c {TOOLS}/config.json -i {TOOLS}/balena.img.gz --no-ack {OFFLINE}"
+    )
+}
+
+/// The old OS's first boot picks what Raspberry Pi OS's config.txt says.
+fn check_old_os_selection(sel: &migrd_lab::rpi_firmware::Selection) -> Result<()> {
+    ensure!(
+        sel.config_file == "config.txt"
+            && sel.kernel == "kernel8.img"
+            && sel.initramfs == ["initramfs8"],
+        "{sel:?}"
+    );
+    Ok(())
+}
+
+/// Scenario 1: config.txt migrate. The old OS → `migrd migrate` (rpi-config
+/// chosen by itself: a Pi 3 has no tryboot) → the model picks the ramdisk
+/// from the edited config.txt → stage 2 restores config.txt, flashes →
+/// the model picks balenaOS's files → it reports.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
+    let mut lab = lab("rpi-1-config-migrate")?;
+    let (sel, _) = lab.select("0-selection")?;
+    check_old_os_selection(&sel)?;
+    let mut g = lab.old_os("1-old-os")?;
+    let check = g.run(&format!("{TOOLS}/migrd check --json 2>/dev/null"), STEP)?;
+    let report: serde_json::Value = serde_json::from_str(&check.text)
+        .with_context(|| format!("check --json: {}", check.text))?;
+    ensure!(report["boot"]["firmware"] == "rpi", "{}", report["boot"]);
+    ensure!(
+        report["boot"]["strategy"] == "rpi-config",
+        "{}",
+        report["boot"]
+    );
+    g.send_line(&migrate_cmd())?;
+    g.wait_for(REBOOT, STEP)
+        .context("migrd migrate did not reboot")?;
+    g.kill();
+    ensure!(
+        g.serial()
+            .contains("armed: next boot runs the migration ramdisk once"),
+        "stage 1 output: see {}",
+        g.log().display()
+    );
+
+    let (sel, serial) = lab.unattended("2-ramdisk")?;
+    ensure!(
+        sel.initramfs.iter().any(|f| f.contains("migrd")),
+        "the firmware model did not pick migrd's ramdisk: {sel:?}"
+    );
+    check_ramdisk_migrated(&serial)?;
+
+    let (sel, serial) = lab.unattended("3-balenaos")?;
+    ensure!(
+        sel.initramfs == ["balena-reporter.img"],
+        "the model did not pick balenaOS's files: {sel:?}"
+    );
+    check_balena_reports(&serial, balena::DEVICE_TYPE_PI3, arm64_legacy::HOSTNAME)?;
+    done(&lab, "rpi 1");
+    Ok(())
+}
+
+/// Scenario 2: config.txt fallback after the restore. The ramdisk on the
+/// boot partition is corrupted after arming → the model picks it → stage 2
+/// restores config.txt, then stops at verify → the model picks the old
+/// OS's files again → canary intact, config.txt as before, `migrd status`
+/// explains.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
+    let mut lab = lab("rpi-2-config-fallback")?;
+    let mut g = lab.old_os("1-old-os")?;
+    let before = g.run_ok("cat /boot/firmware/config.txt", Duration::from_secs(30))?;
+    let out = g.run(&format!("{} --no-reboot 2>&1", migrate_cmd()), STEP)?;
+    ensure!(out.code == 0, "migrd migrate failed:\n{}", out.text);
+    let flipped = g.run_ok(
+        &corrupt_cmd("/boot/firmware/migrd-initrd.img"),
+        Duration::from_secs(120),
+    )?;
+    eprintln!("{flipped}");
+    g.send_line("reboot")?;
+    g.wait_for(REBOOT, STEP)?;
+    g.kill();
+
+    let (sel, serial) = lab.unattended("2-ramdisk")?;
+    ensure!(
+        sel.initramfs.iter().any(|f| f.contains("migrd")),
+        "the firmware model did not pick migrd's ramdisk: {sel:?}"
+    );
+    let ev = check_ramdisk_stopped_at_verify(&serial)?;
+    ensure!(
+        migrd_lab::events::find(&ev, "disarm", "ok").is_some(),
+        "config.txt not restored by stage 2: {:?}",
+        migrd_lab::events::summary(&ev)
+    );
+
+    let (sel, _) = lab.select("3-selection")?;
+    check_old_os_selection(&sel)?;
+    let status = lab.check_back_in_old_os("3-old-os", &before)?;
+    eprintln!("migrd status:\n{status}");
+    ensure!(
+        status.contains("FAILED at step 'verify'") && status.contains("sha256"),
+        "{status}"
+    );
+    done(&lab, "rpi 2");
+    Ok(())
+}
