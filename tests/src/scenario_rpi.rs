@@ -5,7 +5,7 @@
 //! kernel, initramfs files, command line and device tree; QEMU's `raspi3b`
 //! then boots exactly those (it cannot run the GPU firmware itself).
 //!
-//! The device ([`arm64_legacy`] for [`Board::Pi3`]): Raspberry Pi OS
+//! The device ([`arm64_legacy`] for [`Board::Pi3`] or [`Board::Pi4`]): Raspberry Pi OS
 //! bookworm's boot files on a FAT partition at `/boot/firmware`, a busybox
 //! root on ext4, Debian's arm64 kernel; the aarch64 `migrd`, its init, the
 //! synthetic Pi balenaOS and a config.json in `/root/tools` (the SD card is
@@ -28,6 +28,9 @@ pub const TOOLS: &str = "/root/tools";
 /// system", "reboot: Power down", "reboot: System halted"): QEMU's raspi3b
 /// does not exit by itself.
 pub const REBOOT: &str = "reboot: ";
+/// How the kernel says it restarts with an argument (`reboot(2)` with
+/// `LINUX_REBOOT_CMD_RESTART2`).
+pub const RESTART_WITH: &str = "Restarting system with command '";
 
 /// A prepared Raspberry Pi 3.
 pub struct RpiLab {
@@ -41,6 +44,8 @@ pub struct RpiLab {
     pub t0: Instant,
     /// The firmware's state across boots (the tryboot flag).
     pub firmware: Firmware,
+    /// The board the device is.
+    pub board: Board,
 }
 
 /// The first MBR partition of `disk`: (offset, length) in bytes.
@@ -55,13 +60,19 @@ fn first_partition(disk: &Path) -> Result<(u64, u64)> {
     Ok((u64::from(le(454)) * 512, u64::from(le(458)) * 512))
 }
 
-/// A fresh Pi 3 for `scenario`, logs in `target/lab/logs/<scenario>/`.
-pub fn lab(scenario: &str) -> Result<RpiLab> {
+/// A fresh Pi `board` ([`Board::Pi3`] or [`Board::Pi4`]) for `scenario`,
+/// logs in `target/lab/logs/<scenario>/`.
+pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
-    let img = balena::image_for(&logs.join("balena"), balena::Boot::Pi3)?;
+    let boot = match board {
+        Board::Pi3 => balena::Boot::Pi3,
+        Board::Pi4 => balena::Boot::Pi4,
+        Board::Virt => anyhow::bail!("scenario_rpi::lab is for Raspberry Pi boards"),
+    };
+    let img = balena::image_for(&logs.join("balena"), boot)?;
     let config = logs.join("config.json");
-    std::fs::write(&config, config_json_for(balena::DEVICE_TYPE_PI3))?;
+    std::fs::write(&config, config_json_for(boot.device_type()))?;
     let triple = crate::scenario_uboot::TRIPLE;
     let migrd = paths::target_dir().join(triple).join("release/migrd");
     let tools = [
@@ -70,7 +81,7 @@ pub fn lab(scenario: &str) -> Result<RpiLab> {
         (img.gz.clone(), "/root/tools/balena.img.gz"),
         (config, "/root/tools/config.json"),
     ];
-    let dev = arm64_legacy::image_for(&logs, Board::Pi3, &tools)?;
+    let dev = arm64_legacy::image_for(&logs, board, &tools)?;
     eprintln!(
         "{scenario}: device prepared in {:.1}s",
         t0.elapsed().as_secs_f64()
@@ -81,10 +92,49 @@ pub fn lab(scenario: &str) -> Result<RpiLab> {
         canary_sha256: dev.canary_sha256,
         t0,
         firmware: Firmware::default(),
+        board,
     })
 }
 
 impl RpiLab {
+    /// The board as the firmware model knows it.
+    fn firmware_board(&self) -> rpi_firmware::Board {
+        match self.board {
+            Board::Pi4 => rpi_firmware::Board::Pi4,
+            Board::Pi3 | Board::Virt => rpi_firmware::Board::Pi3,
+        }
+    }
+
+    /// A file of the SD card's boot partition, read from the host.
+    pub fn boot_file(&self, path: &str) -> Result<Vec<u8>> {
+        let (off, len) = first_partition(&self.sd)?;
+        FatImage::open(&self.sd, off, len)?
+            .read(path)
+            .with_context(|| format!("{path} is not on the boot partition"))
+    }
+
+    /// End boot `g`: wait for the kernel's reboot or power-off line, stop
+    /// QEMU and return that line. A restart whose argument contains
+    /// "tryboot" sets the model's tryboot flag: the Raspberry Pi kernel's
+    /// firmware driver hands such an argument to the firmware as the
+    /// tryboot reboot flag; Debian's kernel, which the lab runs, prints the
+    /// argument but does not forward it, so the model takes it from that
+    /// line.
+    pub fn end(&mut self, g: &mut Guest) -> Result<String> {
+        let r = g
+            .wait_for(REBOOT, STEP)
+            .and_then(|_| g.wait_for("\n", Duration::from_secs(30)));
+        g.kill();
+        let line =
+            r.with_context(|| format!("no reboot or power-off line; see {}", g.log().display()))?;
+        if let Some(cmd) = line.split(RESTART_WITH).nth(1) {
+            if cmd.contains("tryboot") {
+                self.firmware.tryboot_flag = true;
+            }
+        }
+        Ok(format!("{REBOOT}{}", line.trim_end()))
+    }
+
     /// What the firmware picks from the SD card's boot partition now (the
     /// tryboot flag is consumed), with the picked files copied out of it as
     /// `<name>.kernel`, `<name>.initrd` (the initramfs files one after the
@@ -94,7 +144,7 @@ impl RpiLab {
         let fat = FatImage::open(&self.sd, off, len)?;
         let sel = self
             .firmware
-            .boot(&fat, rpi_firmware::Board::Pi3)
+            .boot(&fat, self.firmware_board())
             .with_context(|| format!("the firmware model, boot {name}"))?;
         eprintln!(
             "{name}: firmware model read {} → kernel {}, initramfs {:?}, cmdline from {}: {}",
@@ -139,9 +189,8 @@ impl RpiLab {
     pub fn unattended(&mut self, name: &str) -> Result<(Selection, String)> {
         let (sel, q) = self.select(name)?;
         let mut g = Guest::start(&q, name)?;
-        let r = g.wait_for(REBOOT, STEP);
-        g.kill();
-        r.with_context(|| format!("boot {name} did not reboot or power off"))?;
+        self.end(&mut g)
+            .with_context(|| format!("boot {name} did not reboot or power off"))?;
         Ok((sel, g.serial()))
     }
 
@@ -165,9 +214,7 @@ impl RpiLab {
         );
         let status = g.run_ok(&format!("{TOOLS}/migrd status"), Duration::from_secs(60))?;
         g.send_line("poweroff")?;
-        let r = g.wait_for(REBOOT, STEP);
-        g.kill();
-        r?;
+        self.end(&mut g)?;
         Ok(status)
     }
 }

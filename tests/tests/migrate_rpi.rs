@@ -1,22 +1,31 @@
-//! Raspberry Pi 3, config.txt strategy, booted for real in QEMU's `raspi3b`
-//! with what the firmware model selects before each boot (QEMU cannot run
-//! the Pi's GPU firmware; the model is an emulator of its file selection,
-//! see `migrd_lab::rpi_firmware`). The old OS runs the aarch64 `migrd`,
-//! which appends the ramdisk's `initramfs` and `cmdline` lines to
-//! config.txt; the model then picks the ramdisk, whose stage 2 restores
-//! config.txt first and flashes the SD card with the synthetic Pi
-//! balenaOS, whose boot files the model picks next. And the fallback: a
-//! corrupted payload, config.txt restored by the ramdisk, the old OS again.
+//! Raspberry Pi, booted for real in QEMU's `raspi3b` with what the firmware
+//! model selects before each boot (QEMU cannot run the Pi's GPU firmware;
+//! the model is an emulator of its file selection and of the tryboot flag,
+//! see `migrd_lab::rpi_firmware`). The old OS runs the aarch64 `migrd`.
+//!
+//! - config.txt strategy on a Pi 3: migrd appends the ramdisk's
+//!   `initramfs` and `cmdline` lines to config.txt; the model then picks
+//!   the ramdisk, whose stage 2 restores config.txt first and flashes the
+//!   SD card with the synthetic Pi balenaOS, whose boot files the model
+//!   picks next. And the fallback: a corrupted payload, config.txt
+//!   restored by the ramdisk, the old OS again.
+//! - tryboot strategy on a Pi 4 (the same raspi3b hardware presented as a
+//!   Pi 4, see `arm64_legacy::Board::Pi4`): migrd writes only tryboot.txt
+//!   and restarts with "0 tryboot"; the model sets its flag from that,
+//!   clears it before reading tryboot.txt and boots the ramdisk. And the
+//!   fallback: the flag is consumed, so after the failed verify the model
+//!   reads the untouched config.txt and boots the old OS.
 //!
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{ensure, Context, Result};
-use migrd_lab::images::{arm64_legacy, balena};
+use migrd_lab::images::arm64_legacy::{self, Board};
+use migrd_lab::images::balena;
 use migrd_lab::scenario::{
     check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
     OFFLINE, STEP,
 };
-use migrd_lab::scenario_rpi::{lab, RpiLab, REBOOT, TOOLS};
+use migrd_lab::scenario_rpi::{lab, RpiLab, TOOLS};
 use std::time::Duration;
 
 fn done(lab: &RpiLab, name: &str) {
@@ -51,7 +60,7 @@ fn check_old_os_selection(sel: &migrd_lab::rpi_firmware::Selection) -> Result<()
 #[test]
 #[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
 fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
-    let mut lab = lab("rpi-1-config-migrate")?;
+    let mut lab = lab("rpi-1-config-migrate", Board::Pi3)?;
     let (sel, _) = lab.select("0-selection")?;
     check_old_os_selection(&sel)?;
     let mut g = lab.old_os("1-old-os")?;
@@ -65,9 +74,7 @@ fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
         report["boot"]
     );
     g.send_line(&migrate_cmd())?;
-    g.wait_for(REBOOT, STEP)
-        .context("migrd migrate did not reboot")?;
-    g.kill();
+    lab.end(&mut g).context("migrd migrate did not reboot")?;
     ensure!(
         g.serial()
             .contains("armed: next boot runs the migration ramdisk once"),
@@ -100,7 +107,7 @@ fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
 #[test]
 #[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
 fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
-    let mut lab = lab("rpi-2-config-fallback")?;
+    let mut lab = lab("rpi-2-config-fallback", Board::Pi3)?;
     let mut g = lab.old_os("1-old-os")?;
     let before = g.run_ok("cat /boot/firmware/config.txt", Duration::from_secs(30))?;
     let out = g.run(&format!("{} --no-reboot 2>&1", migrate_cmd()), STEP)?;
@@ -111,8 +118,7 @@ fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
     )?;
     eprintln!("{flipped}");
     g.send_line("reboot")?;
-    g.wait_for(REBOOT, STEP)?;
-    g.kill();
+    lab.end(&mut g)?;
 
     let (sel, serial) = lab.unattended("2-ramdisk")?;
     ensure!(
@@ -135,5 +141,134 @@ fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
         "{status}"
     );
     done(&lab, "rpi 2");
+    Ok(())
+}
+
+/// The old OS's `migrd check --json` report.
+fn check_report(g: &mut migrd_lab::guest::Guest) -> Result<serde_json::Value> {
+    let check = g.run(&format!("{TOOLS}/migrd check --json 2>/dev/null"), STEP)?;
+    serde_json::from_str(&check.text).with_context(|| format!("check --json: {}", check.text))
+}
+
+/// The boot files tryboot must leave alone, read from the host.
+fn untouched_files(lab: &RpiLab) -> Result<Vec<Vec<u8>>> {
+    ["config.txt", "cmdline.txt"]
+        .iter()
+        .map(|f| lab.boot_file(f))
+        .collect()
+}
+
+/// Scenario 3: tryboot migrate. A Pi 4 → `migrd migrate` (rpi-tryboot
+/// chosen by itself) writes tryboot.txt and restarts with "0 tryboot" →
+/// the model clears the flag and reads tryboot.txt → the ramdisk flashes →
+/// the model reads balenaOS's config.txt → it reports.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_3_tryboot_migrate_pi4() -> Result<()> {
+    let mut lab = lab("rpi-3-tryboot-migrate", Board::Pi4)?;
+    let before = untouched_files(&lab)?;
+    let mut g = lab.old_os("1-old-os")?;
+    let report = check_report(&mut g)?;
+    ensure!(
+        report["device"]["model"] == arm64_legacy::PI4_MODEL
+            && report["device"]["slugs"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x == balena::DEVICE_TYPE_PI4)),
+        "the OS does not see a Pi 4: {}",
+        report["device"]
+    );
+    ensure!(
+        report["boot"]["strategy"] == "rpi-tryboot",
+        "{}",
+        report["boot"]
+    );
+    g.send_line(&migrate_cmd())?;
+    let line = lab.end(&mut g).context("migrd migrate did not reboot")?;
+    ensure!(
+        line.contains("Restarting system with command '0 tryboot'"),
+        "stage 1 did not restart with the tryboot argument: {line}"
+    );
+    ensure!(lab.firmware.tryboot_flag, "tryboot flag not set");
+    ensure!(
+        untouched_files(&lab)? == before,
+        "tryboot changed config.txt or cmdline.txt"
+    );
+    let tryboot_txt = String::from_utf8(lab.boot_file("tryboot.txt")?)?;
+    eprintln!("tryboot.txt:\n{tryboot_txt}");
+
+    let (sel, serial) = lab.unattended("2-ramdisk")?;
+    ensure!(
+        sel.tryboot && sel.config_file == "tryboot.txt",
+        "the ramdisk boot was not a tryboot: {sel:?}"
+    );
+    ensure!(
+        !lab.firmware.tryboot_flag,
+        "the flag must be consumed by the tryboot boot"
+    );
+    ensure!(
+        sel.initramfs.iter().any(|f| f.contains("migrd")),
+        "the firmware model did not pick migrd's ramdisk: {sel:?}"
+    );
+    check_ramdisk_migrated(&serial)?;
+
+    let (sel, serial) = lab.unattended("3-balenaos")?;
+    ensure!(
+        !sel.tryboot && sel.config_file == "config.txt" && sel.initramfs == ["balena-reporter.img"],
+        "the model did not pick balenaOS's files: {sel:?}"
+    );
+    check_balena_reports(&serial, balena::DEVICE_TYPE_PI4, arm64_legacy::HOSTNAME)?;
+    done(&lab, "rpi 3");
+    Ok(())
+}
+
+/// Scenario 4: tryboot fallback. The ramdisk is damaged before it is armed
+/// (the lab hook, since migrd itself restarts with the flag) → the model
+/// consumes the flag and boots it from tryboot.txt → stage 2 stops at
+/// verify and restarts plainly → the model reads config.txt, untouched
+/// all along → the old OS: canary intact, `migrd status` explains.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_4_tryboot_fallback_pi4() -> Result<()> {
+    let mut lab = lab("rpi-4-tryboot-fallback", Board::Pi4)?;
+    let before = untouched_files(&lab)?;
+    let mut g = lab.old_os("1-old-os")?;
+    let config_txt = g.run_ok("cat /boot/firmware/config.txt", Duration::from_secs(30))?;
+    g.send_line(&migrate_cmd().replace("&& ", "&& MIGRD_TEST_HOOK=corrupt-ramdisk "))?;
+    let line = lab.end(&mut g).context("migrd migrate did not reboot")?;
+    ensure!(
+        g.serial().contains("corrupt-ramdisk: flipped byte"),
+        "the lab hook did not damage the ramdisk; see {}",
+        g.log().display()
+    );
+    ensure!(
+        lab.firmware.tryboot_flag,
+        "tryboot flag not set by stage 1's restart: {line}"
+    );
+
+    let (sel, serial) = lab.unattended("2-ramdisk")?;
+    ensure!(
+        sel.tryboot && sel.initramfs.iter().any(|f| f.contains("migrd")),
+        "the model did not tryboot migrd's ramdisk: {sel:?}"
+    );
+    check_ramdisk_stopped_at_verify(&serial)?;
+    ensure!(
+        !lab.firmware.tryboot_flag,
+        "the flag must be consumed by the tryboot boot"
+    );
+    ensure!(
+        untouched_files(&lab)? == before,
+        "config.txt or cmdline.txt changed"
+    );
+
+    let (sel, _) = lab.select("3-selection")?;
+    check_old_os_selection(&sel)?;
+    ensure!(!sel.tryboot, "{sel:?}");
+    let status = lab.check_back_in_old_os("3-old-os", &config_txt)?;
+    eprintln!("migrd status:\n{status}");
+    ensure!(
+        status.contains("FAILED at step 'verify'") && status.contains("sha256"),
+        "{status}"
+    );
+    done(&lab, "rpi 4");
     Ok(())
 }

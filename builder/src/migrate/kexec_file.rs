@@ -6,7 +6,8 @@
 //!
 //! No crate in the workspace wraps this syscall (nix does not; the
 //! `kexec-loader` crate would add a dependency for one call), so it is one
-//! small function here, the only `unsafe` of stage 1.
+//! small function here (with `restart2`, one of the two `unsafe` calls of
+//! stage 1).
 #![allow(unsafe_code)]
 
 use anyhow::{bail, Context, Result};

@@ -8,6 +8,7 @@ pub mod arm;
 pub mod grub_facts;
 pub mod kernel;
 pub mod kexec_file;
+pub mod restart2;
 pub mod status;
 
 use crate::checks::{self, Status};

@@ -55,6 +55,15 @@ pub enum Board {
     /// (`arm_64bit`, `auto_initramfs`), cmdline.txt, kernel8.img,
     /// initramfs8 and the board's device tree.
     Pi3,
+    /// A Raspberry Pi 4 Model B as the OS sees it, on QEMU's `raspi3b`
+    /// hardware (QEMU's `raspi4b` cannot boot Debian's kernel): the same
+    /// SD card with the Pi 4's device-tree file name, the device tree's
+    /// `model` saying Pi 4, and `/dev/vcio` made by the init as a stand-in
+    /// for the Raspberry Pi kernel's mailbox device (migrd only checks that
+    /// it exists, to know the kernel forwards the tryboot reboot argument;
+    /// the lab's firmware model reads that argument from the kernel's
+    /// restart line instead).
+    Pi4,
 }
 
 impl Board {
@@ -62,28 +71,35 @@ impl Board {
     pub fn disk(self) -> &'static str {
         match self {
             Board::Virt => "vda",
-            Board::Pi3 => "mmcblk0",
+            Board::Pi3 | Board::Pi4 => "mmcblk0",
         }
     }
     /// Partition `n`'s device node.
     pub fn part(self, n: u32) -> String {
         match self {
             Board::Virt => format!("/dev/vda{n}"),
-            Board::Pi3 => format!("/dev/mmcblk0p{n}"),
+            Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
         }
     }
     /// The disk's size: an SD card image must be a power of two for QEMU.
     fn disk_mib(self) -> u64 {
         match self {
             Board::Virt => 400,
-            Board::Pi3 => 512,
+            Board::Pi3 | Board::Pi4 => 512,
         }
     }
     /// What the old OS's initramfs loads to reach its root.
     fn root_modules(self) -> &'static [Wanted] {
         match self {
             Board::Virt => VIRT_ROOT_MODULES,
-            Board::Pi3 => PI_ROOT_MODULES,
+            Board::Pi3 | Board::Pi4 => PI_ROOT_MODULES,
+        }
+    }
+    /// Extra lines of the init script.
+    fn rcs_extra(self) -> &'static str {
+        match self {
+            Board::Pi4 => "mknod -m 600 /dev/vcio c 100 0\n",
+            Board::Virt | Board::Pi3 => "",
         }
     }
 }
@@ -197,10 +213,10 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
             boot_scr(&boot, &work)?;
         }
-        Board::Pi3 => {
+        Board::Pi3 | Board::Pi4 => {
             std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initramfs8"))?;
-            pi_boot_files(&boot, &kernel)?;
+            pi_boot_files(&boot, &kernel, board)?;
         }
     }
 
@@ -271,9 +287,9 @@ fn boot_scr(boot: &Path, work: &Path) -> Result<()> {
     )
 }
 
-/// Raspberry Pi OS bookworm's boot files for a Pi 3 running a 64-bit
+/// Raspberry Pi OS bookworm's boot files for a Pi running a 64-bit
 /// kernel, with Debian's device tree under the firmware's name for it.
-fn pi_boot_files(boot: &Path, kernel: &Kernel) -> Result<()> {
+fn pi_boot_files(boot: &Path, kernel: &Kernel, board: Board) -> Result<()> {
     std::fs::write(
         boot.join("config.txt"),
         "# Raspberry Pi OS bookworm defaults (migrd lab)\n\
@@ -284,9 +300,33 @@ fn pi_boot_files(boot: &Path, kernel: &Kernel) -> Result<()> {
         boot.join("cmdline.txt"),
         "console=ttyAMA0,115200 root=/dev/mmcblk0p2 rootfstype=ext4 fsck.repair=yes rootwait panic=10\n",
     )?;
-    pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))?;
+    pi_dtb_to(kernel, board, boot)?;
     Ok(())
 }
+
+/// The device tree a Pi `board`'s firmware loads, written into `boot`
+/// under the name the firmware looks for (see [`pi3_dtb_to`]); for
+/// [`Board::Pi4`] its `model` is the Pi 4's.
+pub fn pi_dtb_to(kernel: &Kernel, board: Board, boot: &Path) -> Result<()> {
+    match board {
+        Board::Pi4 => {
+            let out = boot.join("bcm2711-rpi-4-b.dtb");
+            pi3_dtb_to(kernel, &out)?;
+            tools::run(
+                Command::new("fdtput")
+                    .args(["-t", "s"])
+                    .arg(&out)
+                    .args(["/", "model", PI4_MODEL]),
+                "device-tree-compiler",
+            )?;
+            Ok(())
+        }
+        Board::Pi3 | Board::Virt => pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb")),
+    }
+}
+
+/// The device-tree model string of [`Board::Pi4`].
+pub const PI4_MODEL: &str = "Raspberry Pi 4 Model B Rev 1.4";
 
 /// Debian's device tree for the Raspberry Pi 3 Model B, written to `out`
 /// without its Bluetooth node: that node makes the PL011 UART a serdev
@@ -509,7 +549,11 @@ fn rootfs(
     };
     write(
         "etc/init.d/rcS",
-        &RCS.replace("@BOOTDEV@", &board.part(1)),
+        &format!(
+            "{}{}",
+            RCS.replace("@BOOTDEV@", &board.part(1)),
+            board.rcs_extra()
+        ),
         0o755,
     )?;
     write("etc/inittab", INITTAB, 0o644)?;

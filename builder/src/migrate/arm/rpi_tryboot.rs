@@ -6,8 +6,10 @@
 //! config.txt — the old OS. Stage 2 has nothing to disarm.
 //!
 //! Setting the flag: `reboot(2)` with `LINUX_REBOOT_CMD_RESTART2` and
-//! "0 tryboot", sent by the init system (`systemctl reboot "0 tryboot"`,
-//! falling back to `reboot "0 tryboot"`) after a clean shutdown. Chosen over
+//! "0 tryboot", sent by systemd after a clean shutdown (`systemctl reboot
+//! "0 tryboot"`). Without systemd migrd syncs and makes that call itself:
+//! the `reboot` programs of busybox and sysvinit take no argument, and a
+//! reboot without it would just boot the old OS again. Chosen over
 //! writing the flag through the firmware mailbox (`/dev/vcio`, tag
 //! `0x00038064`) because nothing persistent changes until the reboot
 //! itself: `migrd cancel` or `--no-reboot` followed by a plain reboot can
@@ -88,21 +90,23 @@ impl Armer for TrybootArmer {
     }
 
     fn reboot(&self, _ctx: &Ctx, _built: &Built) -> Result<()> {
-        println!("rebooting with the tryboot flag (reboot \"{REBOOT_ARG}\")");
-        for prog in ["systemctl", "reboot"] {
-            let mut c = std::process::Command::new(prog);
-            if prog == "systemctl" {
-                c.arg("reboot");
+        println!("rebooting with the tryboot flag (systemctl reboot \"{REBOOT_ARG}\")");
+        match std::process::Command::new("systemctl")
+            .args(["reboot", REBOOT_ARG])
+            .status()
+        {
+            Ok(st) if st.success() => Ok(()),
+            Ok(st) => bail!("`systemctl reboot \"{REBOOT_ARG}\"` failed ({st}); run it yourself — a plain reboot boots the old OS"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("systemctl not found: syncing and calling reboot(2) with \"{REBOOT_ARG}\"");
+                crate::migrate::restart2::restart_with(REBOOT_ARG)
             }
-            if c.arg(REBOOT_ARG).status().is_ok_and(|s| s.success()) {
-                return Ok(());
-            }
+            Err(e) => Err(anyhow::Error::new(e).context("running `systemctl reboot`")),
         }
-        bail!("could not reboot with the tryboot flag; run `sudo reboot \"{REBOOT_ARG}\"` yourself — a plain reboot boots the old OS")
     }
 
     fn no_reboot_hint(&self) -> &'static str {
-        "run `sudo reboot \"0 tryboot\"` when ready; a plain reboot boots the old OS (tryboot.txt is only read with that flag)"
+        "run `sudo systemctl reboot \"0 tryboot\"` when ready; a plain reboot boots the old OS (tryboot.txt is only read with that flag)"
     }
 }
 
