@@ -130,15 +130,7 @@ impl Lab {
     ) -> Result<String> {
         let mut g = self.debian(name)?;
         extra(&mut g)?;
-        let sum = g.run_ok(
-            &format!("sha256sum {} | cut -d' ' -f1", legacy::CANARY),
-            Duration::from_secs(30),
-        )?;
-        ensure!(
-            sum.trim() == self.canary_sha256,
-            "canary changed: {sum} vs {}",
-            self.canary_sha256
-        );
+        check_canary(&mut g, legacy::CANARY, &self.canary_sha256)?;
         let env = g.run_ok(
             "grub-editenv /boot/grub/grubenv list",
             Duration::from_secs(30),
@@ -153,6 +145,17 @@ impl Lab {
         g.shutdown(STEP)?;
         Ok(status)
     }
+}
+
+/// The canary file at `path` in the guest still has SHA-256 `want`: the
+/// old OS's data survived.
+pub fn check_canary(g: &mut Guest, path: &str, want: &str) -> Result<()> {
+    let sum = g.run_ok(
+        &format!("sha256sum {path} | cut -d' ' -f1"),
+        Duration::from_secs(30),
+    )?;
+    ensure!(sum.trim() == want, "canary {path} changed: {sum} vs {want}");
+    Ok(())
 }
 
 /// `migrd migrate` in the guest with the lab's inputs; `env` prefixes the

@@ -198,15 +198,7 @@ impl RpiLab {
     /// migration; returns what `migrd status` says.
     pub fn check_back_in_old_os(&mut self, name: &str, config_txt: &str) -> Result<String> {
         let mut g = self.old_os(name)?;
-        let sum = g.run_ok(
-            &format!("sha256sum {} | cut -d' ' -f1", arm64_legacy::CANARY),
-            Duration::from_secs(30),
-        )?;
-        ensure!(
-            sum.trim() == self.canary_sha256,
-            "canary changed: {sum} vs {}",
-            self.canary_sha256
-        );
+        crate::scenario::check_canary(&mut g, arm64_legacy::CANARY, &self.canary_sha256)?;
         let now = g.run_ok("cat /boot/firmware/config.txt", Duration::from_secs(30))?;
         ensure!(
             now.trim_end() == config_txt.trim_end(),

@@ -96,15 +96,7 @@ impl UbootLab {
     /// one-shot flag cleared by U-Boot; returns what `migrd status` says.
     pub fn check_back_in_old_os(&self, name: &str) -> Result<String> {
         let mut g = self.old_os(name)?;
-        let sum = g.run_ok(
-            &format!("sha256sum {} | cut -d' ' -f1", arm64_legacy::CANARY),
-            Duration::from_secs(30),
-        )?;
-        ensure!(
-            sum.trim() == self.canary_sha256,
-            "canary changed: {sum} vs {}",
-            self.canary_sha256
-        );
+        crate::scenario::check_canary(&mut g, arm64_legacy::CANARY, &self.canary_sha256)?;
         let flag = g.run_ok(
             &format!("cat {}", arm64_legacy::ONESHOT_FLAG),
             Duration::from_secs(30),

@@ -53,6 +53,34 @@ fn check_old_os_selection(sel: &migrd_lab::rpi_firmware::Selection) -> Result<()
     Ok(())
 }
 
+/// The boot after the flash: the model reads balenaOS's config.txt (no
+/// tryboot) and picks its files; balenaOS reports as device type `slug`.
+fn boot_balenaos(lab: &mut RpiLab, slug: &str) -> Result<()> {
+    let (sel, serial) = lab.unattended("3-balenaos")?;
+    ensure!(
+        !sel.tryboot && sel.config_file == "config.txt" && sel.initramfs == ["balena-reporter.img"],
+        "the model did not pick balenaOS's files: {sel:?}"
+    );
+    check_balena_reports(&serial, slug, arm64_legacy::HOSTNAME)?;
+    Ok(())
+}
+
+/// The boot after a ramdisk that stopped at verify: the model reads
+/// config.txt and picks the old OS's files; canary intact, config.txt
+/// equal to `config_txt`, and `migrd status` names the failed verify.
+fn back_in_old_os_after_failed_verify(lab: &mut RpiLab, config_txt: &str) -> Result<()> {
+    let (sel, _) = lab.select("3-selection")?;
+    check_old_os_selection(&sel)?;
+    ensure!(!sel.tryboot, "{sel:?}");
+    let status = lab.check_back_in_old_os("3-old-os", config_txt)?;
+    eprintln!("migrd status:\n{status}");
+    ensure!(
+        status.contains("FAILED at step 'verify'") && status.contains("sha256"),
+        "{status}"
+    );
+    Ok(())
+}
+
 /// Scenario 1: config.txt migrate. The old OS → `migrd migrate` (rpi-config
 /// chosen by itself: a Pi 3 has no tryboot) → the model picks the ramdisk
 /// from the edited config.txt → stage 2 restores config.txt, flashes →
@@ -89,12 +117,7 @@ fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
     );
     check_ramdisk_migrated(&serial)?;
 
-    let (sel, serial) = lab.unattended("3-balenaos")?;
-    ensure!(
-        sel.initramfs == ["balena-reporter.img"],
-        "the model did not pick balenaOS's files: {sel:?}"
-    );
-    check_balena_reports(&serial, balena::DEVICE_TYPE_PI3, arm64_legacy::HOSTNAME)?;
+    boot_balenaos(&mut lab, balena::DEVICE_TYPE_PI3)?;
     done(&lab, "rpi 1");
     Ok(())
 }
@@ -132,14 +155,7 @@ fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
         migrd_lab::events::summary(&ev)
     );
 
-    let (sel, _) = lab.select("3-selection")?;
-    check_old_os_selection(&sel)?;
-    let status = lab.check_back_in_old_os("3-old-os", &before)?;
-    eprintln!("migrd status:\n{status}");
-    ensure!(
-        status.contains("FAILED at step 'verify'") && status.contains("sha256"),
-        "{status}"
-    );
+    back_in_old_os_after_failed_verify(&mut lab, &before)?;
     done(&lab, "rpi 2");
     Ok(())
 }
@@ -211,12 +227,7 @@ fn rpi_3_tryboot_migrate_pi4() -> Result<()> {
     );
     check_ramdisk_migrated(&serial)?;
 
-    let (sel, serial) = lab.unattended("3-balenaos")?;
-    ensure!(
-        !sel.tryboot && sel.config_file == "config.txt" && sel.initramfs == ["balena-reporter.img"],
-        "the model did not pick balenaOS's files: {sel:?}"
-    );
-    check_balena_reports(&serial, balena::DEVICE_TYPE_PI4, arm64_legacy::HOSTNAME)?;
+    boot_balenaos(&mut lab, balena::DEVICE_TYPE_PI4)?;
     done(&lab, "rpi 3");
     Ok(())
 }
@@ -260,15 +271,7 @@ fn rpi_4_tryboot_fallback_pi4() -> Result<()> {
         "config.txt or cmdline.txt changed"
     );
 
-    let (sel, _) = lab.select("3-selection")?;
-    check_old_os_selection(&sel)?;
-    ensure!(!sel.tryboot, "{sel:?}");
-    let status = lab.check_back_in_old_os("3-old-os", &config_txt)?;
-    eprintln!("migrd status:\n{status}");
-    ensure!(
-        status.contains("FAILED at step 'verify'") && status.contains("sha256"),
-        "{status}"
-    );
+    back_in_old_os_after_failed_verify(&mut lab, &config_txt)?;
     done(&lab, "rpi 4");
     Ok(())
 }
