@@ -1,4 +1,4 @@
-//! A Raspberry Pi 3 prepared for a migration, booted the way its firmware
+//! A Raspberry Pi prepared for a migration, booted the way its firmware
 //! would boot it: before each boot the firmware model
 //! ([`crate::rpi_firmware`], an emulator of the firmware's file selection,
 //! not the firmware) reads the SD card's boot partition and picks the
@@ -32,7 +32,7 @@ pub const REBOOT: &str = "reboot: ";
 /// `LINUX_REBOOT_CMD_RESTART2`).
 pub const RESTART_WITH: &str = "Restarting system with command '";
 
-/// A prepared Raspberry Pi 3.
+/// A prepared Raspberry Pi (a Pi 3, or the Pi 3 presented as a Pi 4).
 pub struct RpiLab {
     /// Logs and disks of this run.
     pub logs: PathBuf,

@@ -1,7 +1,8 @@
 //! Restart with an argument (`reboot(2)`, `LINUX_REBOOT_CMD_RESTART2`), for
-//! systems without systemd: the `reboot` programs of busybox and sysvinit
-//! take no argument. nix's `reboot()` has no RESTART2 (the only command
-//! that carries one), so this module holds the raw call.
+//! systems without systemd: busybox's `reboot` ignores an argument and
+//! reboots plainly, and sysvinit's takes none. nix's `reboot()` has no
+//! RESTART2 (the only command that carries one), so this module holds the
+//! raw call.
 #![allow(unsafe_code)]
 
 use anyhow::{bail, Context, Result};

@@ -169,9 +169,28 @@ mod tests {
     }
 
     #[test]
-    fn without_a_partuuid_the_edit_is_refused_before_anything_changes() {
+    fn without_udev_links_the_partuuid_comes_from_the_partition_table() {
         let d = device("rpi3-buster", "/boot", "kernel7.img", true);
         std::fs::remove_dir_all(d.dir.path().join("dev/disk")).unwrap();
+        let facts = crate::probe::probe(d.dir.path());
+        let ctx = Ctx {
+            facts: &facts,
+            ..d.ctx()
+        };
+        let p = ConfigArmer::default().prepare(&ctx).unwrap();
+        assert!(
+            matches!(&p.disarm[..], [DisarmAction::RestoreFile { partuuid, .. }] if partuuid == "4e5f6a7b-01"),
+            "{:?}",
+            p.disarm
+        );
+    }
+
+    #[test]
+    fn without_a_partuuid_the_edit_is_refused_before_anything_changes() {
+        let d = device("rpi3-buster", "/boot", "kernel7.img", true);
+        // Neither udev's links nor a readable partition table.
+        std::fs::remove_dir_all(d.dir.path().join("dev/disk")).unwrap();
+        std::fs::remove_file(d.dir.path().join("dev/mmcblk0")).unwrap();
         let facts = crate::probe::probe(d.dir.path());
         let ctx = Ctx {
             facts: &facts,

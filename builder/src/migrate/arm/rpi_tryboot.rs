@@ -8,8 +8,8 @@
 //! Setting the flag: `reboot(2)` with `LINUX_REBOOT_CMD_RESTART2` and
 //! "0 tryboot", sent by systemd after a clean shutdown (`systemctl reboot
 //! "0 tryboot"`). Without systemd migrd syncs and makes that call itself:
-//! the `reboot` programs of busybox and sysvinit take no argument, and a
-//! reboot without it would just boot the old OS again. Chosen over
+//! busybox's `reboot` ignores the argument (and sysvinit's takes none), and
+//! a reboot without it would just boot the old OS again. Chosen over
 //! writing the flag through the firmware mailbox (`/dev/vcio`, tag
 //! `0x00038064`) because nothing persistent changes until the reboot
 //! itself: `migrd cancel` or `--no-reboot` followed by a plain reboot can
