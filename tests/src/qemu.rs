@@ -44,16 +44,21 @@ pub struct Qemu {
 }
 
 impl Qemu {
+    /// `bin` with no arguments yet, logs in `log_dir`.
+    fn bare(bin: &str, log_dir: &Path) -> Self {
+        Qemu {
+            bin: bin.into(),
+            args: Vec::new(),
+            log_dir: log_dir.to_path_buf(),
+            disks: 0,
+        }
+    }
+
     /// An x86_64 PC (`-M pc`, SeaBIOS) with 512 MiB, 2 CPUs, no display, no
     /// network, serial console to `<log_dir>/serial.log`.
     pub fn x86_64(log_dir: &Path) -> Self {
         let accel = std::env::var("MIGRD_LAB_ACCEL").unwrap_or_else(|_| "tcg".into());
-        let mut q = Qemu {
-            bin: "qemu-system-x86_64".into(),
-            args: Vec::new(),
-            log_dir: log_dir.to_path_buf(),
-            disks: 0,
-        };
+        let mut q = Qemu::bare("qemu-system-x86_64", log_dir);
         q.args([
             "-accel", &accel, "-m", "512", "-smp", "2", "-display", "none",
         ]);
@@ -64,12 +69,7 @@ impl Qemu {
     /// QEMU's arm64 `virt` machine (Cortex-A57, TCG), 512 MiB, 2 CPUs, no
     /// display, no network; add the firmware (`-bios`) and disks.
     pub fn aarch64_virt(log_dir: &Path) -> Self {
-        let mut q = Qemu {
-            bin: "qemu-system-aarch64".into(),
-            args: Vec::new(),
-            log_dir: log_dir.to_path_buf(),
-            disks: 0,
-        };
+        let mut q = Qemu::bare("qemu-system-aarch64", log_dir);
         q.args([
             "-accel",
             "tcg",
@@ -95,12 +95,7 @@ impl Qemu {
     /// the SD card (`-drive if=sd`). The machine never exits on reboot or
     /// power-off: watch the console and stop it.
     pub fn raspi3b(log_dir: &Path) -> Self {
-        let mut q = Qemu {
-            bin: "qemu-system-aarch64".into(),
-            args: Vec::new(),
-            log_dir: log_dir.to_path_buf(),
-            disks: 0,
-        };
+        let mut q = Qemu::bare("qemu-system-aarch64", log_dir);
         q.args([
             "-accel", "tcg", "-M", "raspi3b", "-m", "1G", "-display", "none",
         ]);

@@ -89,11 +89,12 @@ impl Board {
         }
     }
     /// What the old OS's initramfs loads to reach its root.
-    fn root_modules(self) -> &'static [Wanted] {
-        match self {
-            Board::Virt => VIRT_ROOT_MODULES,
-            Board::Pi3 | Board::Pi4 => PI_ROOT_MODULES,
-        }
+    fn root_modules(self) -> Vec<Wanted> {
+        let disk = match self {
+            Board::Virt => VIRT_DISK_MODULES,
+            Board::Pi3 | Board::Pi4 => PI_DISK_MODULES,
+        };
+        [disk, EXT4_MODULES].concat()
     }
     /// Extra lines of the init script.
     fn rcs_extra(self) -> &'static str {
@@ -105,7 +106,7 @@ impl Board {
 }
 
 /// The Raspberry Pi 3's SD host controllers (QEMU's raspi3b has both).
-const PI_ROOT_MODULES: &[Wanted] = &[
+const PI_DISK_MODULES: &[Wanted] = &[
     Wanted {
         name: "sdhci_iproc",
         reason: "SD host (Arasan SDHCI)",
@@ -116,6 +117,10 @@ const PI_ROOT_MODULES: &[Wanted] = &[
         reason: "SD host (sdhost)",
         required: false,
     },
+];
+
+/// What every old OS's initramfs loads to mount its root.
+const EXT4_MODULES: &[Wanted] = &[
     Wanted {
         name: "ext4",
         reason: "the root filesystem",
@@ -127,11 +132,12 @@ const PI_ROOT_MODULES: &[Wanted] = &[
         required: false,
     },
 ];
+
 /// The MBR disk signature (PARTUUIDs are `0a64d15c-0N`).
 const DISK_ID: &str = "0x0a64d15c";
 
-/// What the `virt` old OS's initramfs loads to reach its root.
-const VIRT_ROOT_MODULES: &[Wanted] = &[
+/// What the `virt` old OS's initramfs loads to reach its disk.
+const VIRT_DISK_MODULES: &[Wanted] = &[
     Wanted {
         name: "virtio_pci",
         reason: "the disk",
@@ -141,16 +147,6 @@ const VIRT_ROOT_MODULES: &[Wanted] = &[
         name: "virtio_blk",
         reason: "the disk",
         required: true,
-    },
-    Wanted {
-        name: "ext4",
-        reason: "the root filesystem",
-        required: true,
-    },
-    Wanted {
-        name: "crypto-crc32c",
-        reason: "ext4 checksums",
-        required: false,
     },
 ];
 
@@ -427,7 +423,7 @@ fn initramfs(
         tree.insert(d, Node::Dir { perm: 0o755 })?;
     }
     let mut order = String::new();
-    for (src, rel) in modules(kernel, idx, board.root_modules())? {
+    for (src, rel) in modules(kernel, idx, &board.root_modules())? {
         let dest = format!("lib/modules/{}", rel.display());
         tree.insert(&dest, file(&src)?)?;
         order.push_str(&format!("/{dest}\n"));
