@@ -148,4 +148,7 @@ if ! "$venv/bin/virt-fw-vars" --help >/dev/null 2>&1; then
   log "installing virt-firmware into $venv"
   "$venv/bin/pip" install -q virt-firmware
 fi
+# Installed packages' .deb files are not needed again: free the space
+# (CI disks are small).
+[ $need_update = 1 ] || $SUDO apt-get "${A[@]}" clean
 log "lab ready in $LAB"

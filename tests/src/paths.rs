@@ -27,12 +27,75 @@ pub fn lab_dir() -> PathBuf {
 }
 
 /// Where a scenario keeps its logs: `target/lab/logs/<scenario>/`, emptied
-/// at the start of each run and kept afterwards (CI uploads the folder).
-pub fn log_dir(scenario: &str) -> Result<PathBuf> {
+/// at the start of each run; see [`LogDir`] for what is kept afterwards.
+pub fn log_dir(scenario: &str) -> Result<LogDir> {
     let d = lab_dir().join("logs").join(scenario);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    Ok(d)
+    Ok(LogDir(d))
+}
+
+/// Files at least this big are a scenario's disks, images and copies of
+/// binaries, not its logs.
+const BULKY: u64 = 1 << 20;
+
+/// A scenario's log folder. When it goes out of scope (the scenario passed
+/// or failed) the disk images and other bulky files in it (1 MiB or more,
+/// other than `*.log`) are removed and the logs stay, so that the whole lab
+/// (about twenty devices of 0.3 to 2 GiB each) fits on a small CI disk.
+/// `MIGRD_LAB_KEEP=1` keeps everything, to look at a device's disks.
+#[derive(Debug)]
+pub struct LogDir(PathBuf);
+
+impl LogDir {
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for LogDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for LogDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if std::env::var_os("MIGRD_LAB_KEEP").is_some_and(|v| v == "1") {
+            return;
+        }
+        prune_bulky(&self.0);
+    }
+}
+
+/// Remove files of [`BULKY`] size or more, other than `*.log`, under `dir`;
+/// empty folders left behind are removed too. Best effort: a file that
+/// cannot be removed stays.
+pub fn prune_bulky(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            prune_bulky(&p);
+            let _ = std::fs::remove_dir(&p); // only if now empty
+        } else if ft.is_file()
+            && !matches!(p.extension(), Some(x) if x == "log")
+            && e.metadata().is_ok_and(|m| m.len() >= BULKY)
+        {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
 }
 
 /// A Debian kernel extracted into the lab.
@@ -125,4 +188,43 @@ pub fn reporter_bin_for(triple: &str) -> Result<PathBuf> {
              --profile init --target {triple}`"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_removes_disks_and_keeps_logs() -> Result<()> {
+        let d = tempfile::tempdir()?;
+        let disk = d.path().join("debian.img");
+        std::fs::File::create(&disk)?.set_len(2 << 30)?; // sparse, 2 GiB
+        std::fs::write(d.path().join("1-debian.serial.log"), vec![b'x'; 2 << 20])?;
+        std::fs::write(d.path().join("qemu.cmd"), "qemu-system-x86_64 ...")?;
+        std::fs::create_dir_all(d.path().join("balena/empty"))?;
+        std::fs::write(d.path().join("balena/balena.img.gz"), vec![0u8; 1 << 20])?;
+        std::fs::write(d.path().join("balena/small.json"), "{}")?;
+        prune_bulky(d.path());
+        assert!(!disk.exists(), "a 2 GiB disk image stays");
+        assert!(!d.path().join("balena/balena.img.gz").exists());
+        assert!(!d.path().join("balena/empty").exists(), "empty folder stays");
+        assert!(d.path().join("1-debian.serial.log").exists(), "a big log went");
+        assert!(d.path().join("qemu.cmd").exists());
+        assert!(d.path().join("balena/small.json").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn keep_leaves_everything() -> Result<()> {
+        let d = tempfile::tempdir()?;
+        let disk = d.path().join("disk.img");
+        std::fs::File::create(&disk)?.set_len(4 << 20)?;
+        std::env::set_var("MIGRD_LAB_KEEP", "1");
+        drop(LogDir(d.path().to_path_buf()));
+        std::env::remove_var("MIGRD_LAB_KEEP");
+        assert!(disk.exists(), "MIGRD_LAB_KEEP=1 did not keep the disk");
+        drop(LogDir(d.path().to_path_buf()));
+        assert!(!disk.exists(), "without MIGRD_LAB_KEEP the disk stays");
+        Ok(())
+    }
 }

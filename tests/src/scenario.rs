@@ -27,7 +27,7 @@ pub const STEP: Duration = Duration::from_secs(600);
 /// A prepared legacy device.
 pub struct Lab {
     /// Logs and disks of this run.
-    pub logs: PathBuf,
+    pub logs: paths::LogDir,
     /// QEMU with the device's disk and the tools disk.
     pub qemu: Qemu,
     /// SHA-256 of the device's canary file.

@@ -35,7 +35,7 @@ pub const RESTART_WITH: &str = "Restarting system with command '";
 /// A prepared Raspberry Pi (a Pi 3, or the Pi 3 presented as a Pi 4).
 pub struct RpiLab {
     /// Logs and disks of this run.
-    pub logs: PathBuf,
+    pub logs: paths::LogDir,
     /// The SD card image.
     pub sd: PathBuf,
     /// SHA-256 of the device's canary file.

@@ -18,7 +18,7 @@ pub const TRIPLE: &str = "aarch64-unknown-linux-musl";
 /// A prepared arm64 U-Boot device.
 pub struct UbootLab {
     /// Logs and disks of this run.
-    pub logs: PathBuf,
+    pub logs: paths::LogDir,
     /// QEMU (virt + U-Boot) with the device's disk and the tools disk.
     pub qemu: Qemu,
     /// SHA-256 of the device's canary file.
