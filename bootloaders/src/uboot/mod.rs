@@ -11,18 +11,21 @@
 //! boots once, and any reset afterwards boots the old OS, with nothing for
 //! stage 2 to undo.
 //!
-//! Boot counting (`bootlimit`/`altbootcmd`) needs no part here: the flag is
-//! cleared before the ramdisk starts, so a hang or panic of the ramdisk
-//! already ends in the old OS on the next reset. [`env`] and
+//! Boot counting (`bootlimit`/`altbootcmd`) needs no part in the one-shot:
+//! the flag is cleared before the ramdisk starts, so a hang or panic of
+//! the ramdisk already ends in the old OS on the next reset. [`env`] and
 //! [`fw_config`] read the U-Boot environment through `/etc/fw_env.config`
 //! so `migrd check` can report it (and whether the board counts boots).
 //!
 //! Where no self-clearing path exists, [`decide`] refuses unless the
 //! operator accepted the restore-first mode ([`restore_first`]): the
 //! board's own extlinux.conf or uEnv.txt is edited and stage 2 restores it
-//! first thing. Both `migrd check` and `migrd migrate` go through
+//! first thing; where the board counts boots, [`bootcount`] arms its
+//! counter too, so a ramdisk that never reaches the restore ends in the
+//! board's `altbootcmd` after `bootlimit` boots. Both `migrd check` and `migrd migrate` go through
 //! [`decide`], so they cannot disagree.
 
+pub mod bootcount;
 pub mod decide;
 pub mod detect;
 pub mod env;
