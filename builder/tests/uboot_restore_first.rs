@@ -14,6 +14,8 @@ use migrd::migrate::arm::uboot::UbootArmer;
 use migrd::migrate::arm::{Armer, Ctx};
 use migrd::migrate::kernel::RunningKernel;
 use migrd::probe::Facts;
+use migrd_bootloaders::uboot::bootcount::SAVED_ENV;
+use migrd_bootloaders::uboot::env::Env;
 use migrd_bootloaders::uboot::restore_first::SAVED;
 use migrd_init::plan::{BootStrategy, DisarmAction};
 use serde_json::Value;
@@ -180,7 +182,7 @@ fn check_and_migrate_agree_on_the_beaglebone_fixture() {
 #[test]
 fn a_board_that_counts_boots_is_reported_in_the_restore_first_reason() {
     let b = Board::new();
-    let mut env = migrd_bootloaders::uboot::env::Env::new();
+    let mut env = Env::new();
     env.set("bootlimit", "3").unwrap();
     env.set("altbootcmd", "run recovery").unwrap();
     std::fs::write(
@@ -195,12 +197,18 @@ fn a_board_that_counts_boots_is_reported_in_the_restore_first_reason() {
     .unwrap();
     let (usable, reason) = b.check(&["--uboot-restore-first"]);
     assert!(usable, "{reason}");
+    // On a raw device range: reported, not armed, and why.
     assert!(
-        reason.contains("counts boots (bootlimit=3 with altbootcmd"),
+        reason.contains(
+            "counts boots (bootlimit=3 with altbootcmd), but migrd does not arm its counter: \
+             the environment is kept on /dev/mmcblk1boot0"
+        ),
         "{reason}"
     );
+    let (_, prepared) = b.prepare(&args(&["--uboot-restore-first"]));
+    assert_eq!(prepared.unwrap().disarm.len(), 1, "only the board file");
     // bootlimit without altbootcmd: nothing to say.
-    let mut env = migrd_bootloaders::uboot::env::Env::new();
+    let mut env = Env::new();
     env.set("bootlimit", "3").unwrap();
     std::fs::write(
         b.root().join("dev/mmcblk1boot0"),
@@ -351,4 +359,96 @@ fn extlinux_read_first_is_edited_only_with_the_flag_and_cancel_restores_it() {
     );
     assert_eq!(b.snapshot(), before);
     assert!(!b.root().join("migrd").exists());
+}
+
+/// A board counting boots with its environment in a file on the boot
+/// filesystem (`CONFIG_ENV_IS_IN_FAT`-style; here the fixture's ext4 root).
+fn counting_board() -> (Board, Vec<u8>) {
+    let mut env = Env::new();
+    env.set("bootcmd", "run distro_bootcmd").unwrap();
+    env.set("bootlimit", "3").unwrap();
+    env.set("altbootcmd", "run recovery").unwrap();
+    let bytes = env.encode(0x2000, None).unwrap();
+    let b = Board::with(|r| {
+        std::fs::write(r.join("boot/uboot.env"), &bytes).unwrap();
+        std::fs::write(r.join("etc/fw_env.config"), "/boot/uboot.env 0x0 0x2000\n").unwrap();
+    });
+    (b, bytes)
+}
+
+#[test]
+fn a_counting_board_gets_its_counter_armed_and_cancel_restores_the_environment() {
+    let (b, original) = counting_board();
+    let (usable, reason) = b.check(&["--uboot-restore-first"]);
+    assert!(usable, "{reason}");
+    assert!(
+        reason.contains(
+            "the board counts boots (bootlimit=3): migrd sets bootcount=0 and upgrade_available=1 in /boot/uboot.env"
+        ) && reason.contains("altbootcmd (`run recovery`)"),
+        "{reason}"
+    );
+    let before = b.snapshot();
+    let a = args(&["--uboot-restore-first"]);
+    let (armer, prepared) = b.prepare(&a);
+    let p = prepared.unwrap();
+    // Stage 2 puts the board file back first, then the environment.
+    assert_eq!(
+        p.disarm,
+        [
+            DisarmAction::RestoreFile {
+                partuuid: "5e6a7b8c-01".into(),
+                fstype: "ext4".into(),
+                path: "boot/uEnv.txt".into(),
+                original: SAVED.into(),
+            },
+            DisarmAction::RestoreFile {
+                partuuid: "5e6a7b8c-01".into(),
+                fstype: "ext4".into(),
+                path: "boot/uboot.env".into(),
+                original: SAVED_ENV.into(),
+            }
+        ]
+    );
+    assert_eq!(
+        p.ramdisk_files[1],
+        (SAVED_ENV.to_string(), original.clone())
+    );
+    let ctx = Ctx {
+        root: b.root(),
+        facts: &b.facts,
+        kernel: &b.kernel,
+        args: &a,
+    };
+    let changes = armer
+        .changes_for(&ctx, Path::new("/var/lib/migrd/initramfs.img"), CMDLINE)
+        .unwrap();
+    let mut j = Journaled::begin(b.root()).unwrap();
+    for c in &changes {
+        j.apply(c).unwrap();
+    }
+    let env_file = b.root().join("boot/uboot.env");
+    let armed = Env::decode(&std::fs::read(&env_file).unwrap(), false, "armed")
+        .unwrap()
+        .env;
+    assert_eq!(armed.get("bootcount"), Some("0"));
+    assert_eq!(armed.get("upgrade_available"), Some("1"));
+    assert_eq!(armed.get("bootlimit"), Some("3"));
+    assert_eq!(armed.get("bootcmd"), Some("run distro_bootcmd"));
+    assert!(b.text("boot/uEnv.txt").contains("\nuname_r=migrd\n"));
+    // U-Boot counts two failed boots of the ramdisk, then the operator
+    // cancels from the old OS: every byte comes back, the count included.
+    let mut counted = armed.clone();
+    counted.set("bootcount", "2").unwrap();
+    std::fs::write(&env_file, counted.encode(0x2000, None).unwrap()).unwrap();
+    let out = migrd()
+        .args(["cancel", "--root"])
+        .arg(b.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.snapshot(), before);
 }

@@ -207,8 +207,14 @@ mod tests {
         prune_bulky(d.path());
         assert!(!disk.exists(), "a 2 GiB disk image stays");
         assert!(!d.path().join("balena/balena.img.gz").exists());
-        assert!(!d.path().join("balena/empty").exists(), "empty folder stays");
-        assert!(d.path().join("1-debian.serial.log").exists(), "a big log went");
+        assert!(
+            !d.path().join("balena/empty").exists(),
+            "empty folder stays"
+        );
+        assert!(
+            d.path().join("1-debian.serial.log").exists(),
+            "a big log went"
+        );
         assert!(d.path().join("qemu.cmd").exists());
         assert!(d.path().join("balena/small.json").exists());
         Ok(())

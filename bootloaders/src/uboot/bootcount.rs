@@ -201,7 +201,10 @@ mod tests {
         let e = locate(&cfg("/var/uboot.env 0 0x4000\n"), &fss()).unwrap_err();
         assert_eq!(e, NotArmed::NoPartuuid("/var/uboot.env".into()));
         let e = locate(&cfg("/boot/firmware/uboot.env -0x4000 0x4000\n"), &fss()).unwrap_err();
-        assert_eq!(e, NotArmed::NegativeOffset("/boot/firmware/uboot.env".into()));
+        assert_eq!(
+            e,
+            NotArmed::NegativeOffset("/boot/firmware/uboot.env".into())
+        );
     }
 
     #[test]
@@ -209,7 +212,11 @@ mod tests {
         let mut env = Env::new();
         assert_eq!(counter(&env), None);
         env.set("bootlimit", "3").unwrap();
-        assert_eq!(counter(&env), None, "no altbootcmd: nothing to fall back to");
+        assert_eq!(
+            counter(&env),
+            None,
+            "no altbootcmd: nothing to fall back to"
+        );
         env.set("altbootcmd", "run recovery").unwrap();
         assert_eq!(counter(&env), Some((3, "run recovery")));
         env.set("bootlimit", "0").unwrap();
@@ -230,7 +237,11 @@ mod tests {
         file.extend(b"tail");
         let out = armed(&file, &at).unwrap();
         assert_eq!(out.len(), file.len());
-        assert_eq!(&out[..0x100], &file[..0x100], "bytes before the area changed");
+        assert_eq!(
+            &out[..0x100],
+            &file[..0x100],
+            "bytes before the area changed"
+        );
         assert_eq!(&out[0x1100..], b"tail", "bytes after the area changed");
         let got = Env::decode(&out[0x100..0x1100], false, "x").unwrap().env;
         assert_eq!(got.get("bootcount"), Some("0"));
@@ -241,7 +252,10 @@ mod tests {
         let mut bad = file.clone();
         bad[0x200] ^= 1;
         assert!(matches!(armed(&bad, &at), Err(EnvError::BadCrc { .. })));
-        assert!(matches!(armed(&file[..0x800], &at), Err(EnvError::TooSmall { .. })));
+        assert!(matches!(
+            armed(&file[..0x800], &at),
+            Err(EnvError::TooSmall { .. })
+        ));
     }
 
     #[test]
@@ -257,7 +271,10 @@ mod tests {
                 original: SAVED_ENV.into(),
             }
         );
-        assert_eq!((saved.as_str(), bytes.as_slice()), (SAVED_ENV, &b"orig"[..]));
+        assert_eq!(
+            (saved.as_str(), bytes.as_slice()),
+            (SAVED_ENV, &b"orig"[..])
+        );
         assert_eq!(
             arm(&at, b"new".to_vec()),
             Change::Write {

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod inputs;
 pub mod remote;
 pub mod uboot;
+pub mod uboot_counter;
 
 use crate::inputs::gather::Gathered;
 use crate::probe::Facts;

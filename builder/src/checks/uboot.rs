@@ -4,10 +4,10 @@
 //! (the board's script or the file the restore-first mode edits, checked by
 //! running the edit), so every refusal shows up in `migrd check` already.
 
+use super::uboot_counter::{self, Counter, Unarmed};
 use crate::probe::firmware::Firmware;
 use crate::probe::{rootfs, Facts};
 use migrd_bootloaders::uboot::decide::RESTORE_FIRST_FLAG;
-use migrd_bootloaders::uboot::detect::EnvState;
 use migrd_bootloaders::uboot::restore_first;
 use migrd_bootloaders::uboot::{self, BoardFile, Decision, Flow, UbootFacts};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,9 @@ pub struct Decided {
     /// uEnv.txt restore-first: the running kernel's device trees (device
     /// paths).
     pub dtbs: Vec<PathBuf>,
+    /// Restore-first: the board's boot counter, when it counts boots (see
+    /// [`uboot_counter`]).
+    pub counter: Option<Result<Counter, Unarmed>>,
 }
 
 impl Decided {
@@ -78,6 +81,7 @@ pub fn decide(f: &Facts, restore_first: bool) -> Result<Decided, String> {
         decision: decision.clone(),
         original: None,
         dtbs: Vec::new(),
+        counter: None,
     };
     match &decision {
         Decision::OneShot(Flow::ReplaceScript { fs, script }) => {
@@ -111,6 +115,7 @@ pub fn decide(f: &Facts, restore_first: bool) -> Result<Decided, String> {
                 }
             }
             d.original = Some(bytes);
+            d.counter = uboot_counter::counter(&f.root, &d.facts);
         }
     }
     Ok(d)
@@ -134,15 +139,7 @@ pub fn reason(d: &Decided) -> String {
                  back first thing; until then every boot boots the ramdisk again",
                 d.on_device(edit.fs, &edit.path).display()
             );
-            if let EnvState::Read(env) = &d.facts.env {
-                if let (Some(limit), Some(_)) = (env.get("bootlimit"), env.get("altbootcmd")) {
-                    r.push_str(&format!(
-                        "; the board counts boots (bootlimit={limit} with altbootcmd in its environment): \
-                         where U-Boot keeps bootcount, a ramdisk that keeps failing ends in altbootcmd \
-                         once bootcount exceeds {limit}; migrd changes neither"
-                    ));
-                }
-            }
+            r.push_str(&uboot_counter::describe(&d.counter));
             r
         }
     }

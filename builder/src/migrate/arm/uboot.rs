@@ -5,7 +5,8 @@
 //! `--uboot-restore-first`, the board's own extlinux.conf or uEnv.txt is
 //! edited instead, its original rides in the ramdisk and stage 2 restores
 //! it first thing (`DisarmAction::RestoreFile`, as the Raspberry Pi
-//! config.txt edit does). The decision is `checks::uboot::decide`, the one
+//! config.txt edit does); on a board that counts boots, its counter is
+//! armed too and its environment restored after the board file. The decision is `checks::uboot::decide`, the one
 //! `migrd check` reports.
 
 use super::{Armer, Ctx, Prepared};
@@ -13,6 +14,7 @@ use crate::checks::uboot::{decide, Decided};
 use crate::ramdisk::Built;
 use anyhow::{anyhow, Context, Result};
 use migrd_bootloaders::change::Change;
+use migrd_bootloaders::uboot::bootcount;
 use migrd_bootloaders::uboot::restore_first::{self, EditInputs};
 use migrd_bootloaders::uboot::{self, ArmInputs, Decision};
 use migrd_bootloaders::StrategyKind;
@@ -54,7 +56,13 @@ impl UbootArmer {
                     .original
                     .as_deref()
                     .context("internal: the board file was not read before arming")?;
-                restore_first::arm(
+                // The counter first: by the time the board file boots the
+                // ramdisk, U-Boot counts those boots.
+                let mut changes: Vec<Change> = match &d.counter {
+                    Some(Ok(c)) => vec![bootcount::arm(&c.at, c.armed.clone())],
+                    _ => Vec::new(),
+                };
+                changes.extend(restore_first::arm(
                     edit,
                     &d.facts,
                     &EditInputs {
@@ -64,7 +72,8 @@ impl UbootArmer {
                         cmdline,
                         dtbs: &d.dtbs,
                     },
-                )?
+                )?);
+                changes
             }
         })
     }
@@ -87,11 +96,20 @@ impl Armer for UbootArmer {
         let prepared = match (&d.decision, &d.original) {
             (Decision::RestoreFirst(edit), Some(original)) => {
                 let (action, saved) = restore_first::disarm(edit, &d.facts, original);
-                Prepared {
+                let mut p = Prepared {
                     disarm: vec![action],
                     ramdisk_files: vec![saved],
                     cmdline_extra: vec![],
+                };
+                // The environment after the board file: once the board
+                // file is back, a reset boots the old OS whatever the count.
+                if let Some(Ok(c)) = &d.counter {
+                    let (action, saved) =
+                        bootcount::disarm(&c.at, &d.facts.filesystems, &c.original);
+                    p.disarm.push(action);
+                    p.ramdisk_files.push(saved);
                 }
+                p
             }
             _ => Prepared::default(),
         };
