@@ -136,6 +136,62 @@ if [ ! -x "$LAB/arm64/busybox/bin/busybox" ]; then
   fetch_deb arm64 "$LAB/arm64/busybox" busybox-static
 fi
 
+# U-Boot for QEMU's arm64 virt machine with boot counting, built from
+# Debian's own u-boot source package (bookworm): Debian's u-boot-qemu keeps
+# its environment in flash and does not count boots. This build keeps the
+# environment in uboot.env on the first partition of virtio disk 0
+# (CONFIG_ENV_IS_IN_FAT, which Linux reads and writes through
+# /etc/fw_env.config) and counts boots there (CONFIG_BOOTCOUNT_LIMIT with
+# CONFIG_BOOTCOUNT_ENV): the board the lab's restore-first scenarios need.
+# U-Boot loads the environment before it has enumerated virtio (its FAT
+# loader scans only MMC and SCSI itself), so the board's preboot command
+# scans virtio and loads the environment again; preboot runs before the
+# boot counter is read and incremented.
+# About a minute of building on two cores; cached in $LAB/arm64/u-boot-bootcount.
+ub=$LAB/arm64/u-boot-bootcount
+ub_preboot='virtio scan; env load'
+if [ ! -f "$ub/u-boot.bin" ] || [ ! -f "$ub/u-boot-initial-env" ] ||
+  ! grep -qxF "CONFIG_PREBOOT=\"$ub_preboot\"" "$ub/config" 2>/dev/null; then
+  missing=()
+  for p in bison flex bc libssl-dev make; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_update
+    log "installing ${missing[*]} (U-Boot build)"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${A[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  src_apt=$LAB/apt-src
+  mkdir -p "$src_apt/lists/partial"
+  echo "deb-src $mirror bookworm main" > "$src_apt/sources.list"
+  S=(-o "Dir::Etc::sourcelist=$src_apt/sources.list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::lists=$src_apt/lists")
+  tmp=$(mktemp -d "$LAB/ub.XXXXXX")
+  log "downloading Debian's u-boot source package"
+  apt-get "${S[@]}" update -qq
+  (cd "$tmp" && apt-get "${S[@]}" source --download-only -qq u-boot 2>/dev/null)
+  tar -xf "$tmp"/u-boot_*.orig.tar.* -C "$tmp"
+  srcdir=$(find "$tmp" -maxdepth 1 -type d -name 'u-boot-*' | head -n1)
+  log "building U-Boot qemu_arm64 with boot counting ($(basename "$srcdir"))"
+  (
+    cd "$srcdir"
+    export CROSS_COMPILE=aarch64-linux-gnu-
+    make -s qemu_arm64_defconfig
+    scripts/config --enable BOOTCOUNT_LIMIT --enable BOOTCOUNT_ENV \
+      --disable ENV_IS_IN_FLASH --enable ENV_IS_IN_FAT --enable FAT_WRITE \
+      --set-str ENV_FAT_INTERFACE virtio --set-str ENV_FAT_DEVICE_AND_PART 0:1 \
+      --set-str ENV_FAT_FILE uboot.env \
+      --enable CMD_NVEDIT_LOAD --enable USE_PREBOOT --set-str PREBOOT "$ub_preboot"
+    make -s olddefconfig
+    make -s -j"$(nproc)" u-boot.bin u-boot-initial-env >"$tmp/build.log" 2>&1 ||
+      { tail -n 30 "$tmp/build.log" >&2; exit 1; }
+    grep -q '^CONFIG_BOOTCOUNT_ENV=y' .config && grep -q '^CONFIG_ENV_IS_IN_FAT=y' .config
+  ) || { log "U-Boot build failed"; exit 1; }
+  mkdir -p "$ub"
+  cp "$srcdir/u-boot.bin" "$srcdir/u-boot-initial-env" "$ub/"
+  cp "$srcdir/.config" "$ub/config"
+  rm -rf "$tmp"
+fi
+
 # virt-firmware (virt-fw-vars) in a venv: reads and writes OVMF vars files
 # from the host, for the EFI codec tests and the UEFI scenarios.
 venv=$LAB/venv

@@ -68,7 +68,9 @@ pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
     let boot = match board {
         Board::Pi3 => balena::Boot::Pi3,
         Board::Pi4 => balena::Boot::Pi4,
-        Board::Virt => anyhow::bail!("scenario_rpi::lab is for Raspberry Pi boards"),
+        Board::Virt | Board::VirtBootcount => {
+            anyhow::bail!("scenario_rpi::lab is for Raspberry Pi boards")
+        }
     };
     let img = balena::image_for(&logs.join("balena"), boot)?;
     let config = logs.join("config.json");
@@ -101,7 +103,7 @@ impl RpiLab {
     fn firmware_board(&self) -> rpi_firmware::Board {
         match self.board {
             Board::Pi4 => rpi_firmware::Board::Pi4,
-            Board::Pi3 | Board::Virt => rpi_firmware::Board::Pi3,
+            Board::Pi3 | Board::Virt | Board::VirtBootcount => rpi_firmware::Board::Pi3,
         }
     }
 

@@ -4,7 +4,8 @@
 //! (the x86 counterpart is [`crate::scenario`]).
 
 use crate::guest::Guest;
-use crate::images::{arm64_legacy, balena, data_disk};
+use crate::images::arm64_legacy::{self, Board};
+use crate::images::{balena, data_disk};
 use crate::paths;
 use crate::qemu::Qemu;
 use crate::scenario::{boot_unattended, config_json_for, STEP, TOOLS_LABEL};
@@ -40,9 +41,15 @@ fn migrd_arm64() -> Result<PathBuf> {
 
 /// A fresh arm64 device for `scenario`, logs in `target/lab/logs/<scenario>/`.
 pub fn lab(scenario: &str) -> Result<UbootLab> {
+    lab_on(scenario, Board::Virt)
+}
+
+/// Like [`lab`], for a `virt` board of another kind
+/// ([`Board::VirtBootcount`]).
+pub fn lab_on(scenario: &str, board: Board) -> Result<UbootLab> {
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
-    let dev = arm64_legacy::image(&logs)?;
+    let dev = arm64_legacy::image_for(&logs, board, &[])?;
     let img = balena::image_for(&logs.join("balena"), balena::Boot::Uboot)?;
     let stage = logs.join("tools");
     std::fs::create_dir_all(&stage)?;

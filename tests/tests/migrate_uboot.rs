@@ -6,18 +6,30 @@
 //! the same U-Boot), which reports. And the fallback: a corrupted payload
 //! stops the ramdisk at verify, and the next boot is the old OS again.
 //!
+//! And the restore-first mode on a board that counts boots (the lab's own
+//! U-Boot build with `CONFIG_BOOTCOUNT_ENV`, its environment in
+//! `uboot.env` on the boot partition, booting through
+//! `/extlinux/extlinux.conf`): migrd edits extlinux.conf and arms the
+//! board's counter; a ramdisk that dies before its restore is booted
+//! `bootlimit` times, then U-Boot runs the board's `altbootcmd` (its
+//! recovery entry); and a ramdisk that runs restores both files and
+//! migrates.
+//!
 //! Every guest reboot ends QEMU (`-no-reboot`); each boot has its own
 //! serial log in `target/lab/logs/<scenario>/`.
 //!
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{ensure, Context, Result};
+use migrd_lab::events::find;
+use migrd_lab::images::arm64_legacy::{Board, BOOTLIMIT, FW_ENV_FILE};
 use migrd_lab::images::{arm64_legacy, balena};
+use migrd_lab::scenario::stage2_events;
 use migrd_lab::scenario::{
     check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
     OFFLINE, STEP,
 };
-use migrd_lab::scenario_uboot::{lab, UbootLab};
+use migrd_lab::scenario_uboot::{lab, lab_on, UbootLab};
 use std::time::Duration;
 
 fn done(lab: &UbootLab, name: &str) {
@@ -118,5 +130,150 @@ fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
         "{status}"
     );
     done(&lab, "uboot 2");
+    Ok(())
+}
+
+const EXTLINUX: &str = "/boot/firmware/extlinux/extlinux.conf";
+
+/// `migrd check`'s reason for the uboot strategy with `--uboot-restore-first`.
+fn restore_first_reason(g: &mut migrd_lab::guest::Guest) -> Result<String> {
+    let check = g.run(
+        &format!(
+            "/mnt/migrd check --json -c /mnt/config.json -i /mnt/balena.img.gz {OFFLINE} --uboot-restore-first 2>/dev/null"
+        ),
+        STEP,
+    )?;
+    let report: serde_json::Value = serde_json::from_str(&check.text)
+        .with_context(|| format!("check --json: {}", check.text))?;
+    let reason = report["boot"]["strategies"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["strategy"] == "uboot"))
+        .and_then(|c| c["reason"].as_str())
+        .map(str::to_string)
+        .with_context(|| format!("no uboot strategy in {}", report["boot"]))?;
+    ensure!(
+        reason.contains(&format!(
+            "the board counts boots (bootlimit={BOOTLIMIT}): migrd sets bootcount=0 and upgrade_available=1 in {FW_ENV_FILE}"
+        )),
+        "{reason}"
+    );
+    Ok(reason)
+}
+
+/// Scenario 3: restore-first on a board that counts boots, and a ramdisk
+/// that dies before its restore (a lab-only hook makes migrd-init exit
+/// after reading its plan → kernel panic → `panic=10` resets). U-Boot
+/// boots the ramdisk twice (bootcount 1 and 2), then, with bootcount 3
+/// above bootlimit 2, runs the board's altbootcmd: the old OS boots from
+/// its recovery entry, canary intact; `migrd cancel` there puts
+/// extlinux.conf and uboot.env back byte for byte, and the next boot is the
+/// board's normal one.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the lab's U-Boot build, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn uboot_3_restore_first_counter_ends_a_dying_ramdisk_in_board_recovery() -> Result<()> {
+    let lab = lab_on("uboot-3-bootcount", Board::VirtBootcount)?;
+    let mut g = lab.old_os("1-old-os")?;
+    let sums = format!("sha256sum {EXTLINUX} {FW_ENV_FILE}");
+    let before = g.run_ok(&sums, Duration::from_secs(30))?;
+    restore_first_reason(&mut g)?;
+    let out = g.run(
+        &format!(
+            "cd /root && MIGRD_TEST_HOOK=exit-after=plan {MIGRATE} {OFFLINE} --uboot-restore-first --no-reboot 2>&1"
+        ),
+        STEP,
+    )?;
+    ensure!(out.code == 0, "migrd migrate failed:\n{}", out.text);
+    let armed = g.run_ok(&sums, Duration::from_secs(30))?;
+    for (b, a) in before.lines().zip(armed.lines()) {
+        ensure!(b != a, "not changed by arming: {a}");
+    }
+    g.send_line("reboot")?;
+    g.wait_exit(STEP)?;
+
+    for boot in ["2-ramdisk", "3-ramdisk"] {
+        let serial = lab.unattended(boot)?;
+        ensure!(
+            !serial.contains("Bootlimit"),
+            "{boot}: U-Boot gave up counting too early"
+        );
+        let ev = stage2_events(&serial);
+        ensure!(
+            find(&ev, "exit", "ok")
+                .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("test hook")),
+            "{boot}: the ramdisk did not stop at the test hook (see its log)"
+        );
+        ensure!(
+            serial.contains("Kernel panic"),
+            "{boot}: no kernel panic in the ramdisk boot"
+        );
+    }
+
+    let mut g = lab.old_os("4-recovery")?;
+    let serial = g.serial();
+    ensure!(
+        serial.contains(&format!(
+            "Bootlimit ({BOOTLIMIT}) exceeded. Using altbootcmd."
+        )) && serial.contains("migrd-lab: bootlimit exceeded, booting the recovery entry"),
+        "the old OS did not come back through altbootcmd (see the 4-recovery log)"
+    );
+    migrd_lab::scenario::check_canary(&mut g, arm64_legacy::CANARY, &lab.canary_sha256)?;
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    eprintln!("migrd status:\n{status}");
+    ensure!(
+        status.contains(&format!(
+            "armed (restore-first): {EXTLINUX} boots the migration ramdisk"
+        )),
+        "{status}"
+    );
+    let cancel = g.run("/mnt/migrd cancel 2>&1", STEP)?;
+    ensure!(cancel.code == 0, "migrd cancel failed:\n{}", cancel.text);
+    let after = g.run_ok(&sums, Duration::from_secs(30))?;
+    ensure!(
+        after == before,
+        "cancel did not restore every byte:\nbefore {before}\nafter {after}"
+    );
+    g.send_line("poweroff")?;
+    g.wait_exit(STEP)?;
+
+    let mut g = lab.old_os("5-old-os")?;
+    let serial = g.serial();
+    ensure!(
+        !serial.contains("Bootlimit") && !serial.contains("migrd migration ramdisk"),
+        "after cancel the board did not boot its own entry (see the 5-old-os log)"
+    );
+    g.send_line("poweroff")?;
+    g.wait_exit(STEP)?;
+    done(&lab, "uboot 3");
+    Ok(())
+}
+
+/// Scenario 4: restore-first on the counting board, migrating: the
+/// ramdisk puts extlinux.conf and uboot.env back first (by PARTUUID, in
+/// that order), then flashes; balenaOS boots through the same U-Boot.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the lab's U-Boot build, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn uboot_4_restore_first_migrates_a_counting_board() -> Result<()> {
+    let lab = lab_on("uboot-4-restore-first", Board::VirtBootcount)?;
+    let mut g = lab.old_os("1-old-os")?;
+    restore_first_reason(&mut g)?;
+    g.send_line(&format!(
+        "cd /root && {MIGRATE} {OFFLINE} --uboot-restore-first"
+    ))?;
+    g.wait_exit(STEP)
+        .context("migrd migrate did not reboot the guest")?;
+
+    let serial = lab.unattended("2-ramdisk")?;
+    ensure!(!serial.contains("Bootlimit"), "U-Boot did not count from 0");
+    let conf = serial.find("restored extlinux/extlinux.conf on /dev/vda1");
+    let env = serial.find("restored uboot.env on /dev/vda1");
+    ensure!(
+        matches!((conf, env), (Some(c), Some(e)) if c < e),
+        "stage 2 did not restore extlinux.conf, then uboot.env (see the 2-ramdisk log)"
+    );
+    check_ramdisk_migrated(&serial)?;
+
+    let serial = lab.unattended("3-balenaos")?;
+    check_balena_reports(&serial, balena::DEVICE_TYPE_ARM64, arm64_legacy::HOSTNAME)?;
+    done(&lab, "uboot 4");
     Ok(())
 }

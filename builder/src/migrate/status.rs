@@ -5,8 +5,10 @@ use crate::journal::Journaled;
 use crate::migrate::kexec_file::{self, Loaded};
 use anyhow::Result;
 use migrd_bootloaders::grub::{env::GrubEnv, ENTRY_ID};
+use migrd_bootloaders::rpi::oneshot as rpi_oneshot;
+use migrd_bootloaders::uboot::restore_first as uboot_restore_first;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where stage 2 leaves its result on a GRUB device.
 pub const STATUS_PATH: &str = "/boot/migrd/status.json";
@@ -24,6 +26,41 @@ pub struct State {
     /// The migration ramdisk migrd loaded for kexec, while it is loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kexec_loaded: Option<Loaded>,
+    /// Boot files migrd edited that boot the ramdisk until the ramdisk
+    /// puts their originals back (U-Boot's restore-first extlinux.conf or
+    /// uEnv.txt, the Raspberry Pi's config.txt), found by migrd's marks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore_first: Vec<PathBuf>,
+    /// Whether the device has GRUB's environment block (`next_entry` is
+    /// only meaningful then).
+    #[serde(skip)]
+    pub grub: bool,
+}
+
+/// Whether `path` with `text` is a boot file migrd edited to boot the
+/// ramdisk until the ramdisk restores it: marked by U-Boot's restore-first
+/// edit, or a config.txt with the Raspberry Pi lines (the same lines in
+/// tryboot.txt boot only with the one-shot tryboot flag).
+fn boots_ramdisk_until_restored(path: &Path, text: &str) -> bool {
+    text.contains(uboot_restore_first::MARK)
+        || (path.file_name().is_some_and(|n| n == "config.txt") && text.contains(rpi_oneshot::MARK))
+}
+
+/// The journaled files under `root` that now carry a restore-first mark.
+fn restore_first_files(root: &Path) -> Vec<PathBuf> {
+    let Ok(j) = Journaled::load(root) else {
+        return Vec::new();
+    };
+    j.entries()
+        .iter()
+        .filter(|e| !e.dir)
+        .filter(|e| {
+            std::fs::read(root.join(e.path.strip_prefix("/").unwrap_or(&e.path)))
+                .map(|b| boots_ramdisk_until_restored(&e.path, &String::from_utf8_lossy(&b)))
+                .unwrap_or(false)
+        })
+        .map(|e| e.path.clone())
+        .collect()
 }
 
 fn under(root: &Path, p: &str) -> std::path::PathBuf {
@@ -33,8 +70,9 @@ fn under(root: &Path, p: &str) -> std::path::PathBuf {
 /// Read the state under `root`.
 pub fn read(root: &Path) -> State {
     let armed = Journaled::path(root).exists();
-    let next_boot_is_ramdisk = std::fs::read(under(root, "/boot/grub/grubenv"))
-        .ok()
+    let grubenv = std::fs::read(under(root, "/boot/grub/grubenv")).ok();
+    let grub = grubenv.is_some();
+    let next_boot_is_ramdisk = grubenv
         .and_then(|b| GrubEnv::parse(&b).ok())
         .is_some_and(|e| e.get("next_entry") == Some(ENTRY_ID));
     let last_run = std::fs::read_to_string(under(root, STATUS_PATH))
@@ -45,6 +83,12 @@ pub fn read(root: &Path) -> State {
         next_boot_is_ramdisk,
         last_run,
         kexec_loaded: kexec_file::loaded_by_migrd(root),
+        restore_first: if armed {
+            restore_first_files(root)
+        } else {
+            Vec::new()
+        },
+        grub,
     }
 }
 
@@ -72,7 +116,22 @@ pub fn describe(s: &State) -> String {
                 o => format!("last run: {o} at {step}: {reason}"),
             });
         }
-        (None, false) if s.armed => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
+        (None, false) if s.armed && !s.restore_first.is_empty() => out.push(format!(
+            "armed (restore-first): {} boots the migration ramdisk on every boot until the ramdisk puts \
+             the original back. This OS is running, so either the device has not rebooted since arming, \
+             or the ramdisk failed before that restore and the board's own recovery (U-Boot's altbootcmd \
+             once bootcount exceeds bootlimit) booted this OS",
+            s.restore_first
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        (None, false) if s.armed && s.grub => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
+        (None, false) if s.armed => out.push(format!(
+            "armed (the undo journal {} exists); the boot loader's one-shot state is not read here",
+            Journaled::path(Path::new("/")).display()
+        )),
         (None, false) if s.kexec_loaded.is_none() => {
             out.push("no migration armed on this device".to_string())
         }
@@ -160,6 +219,63 @@ mod tests {
         assert!(!r.join("boot/grub/grubenv").exists());
         assert!(r.join("var/lib/migrd/last-status.json").exists());
         assert!(describe(&read(r)).contains("no migration armed"));
+    }
+
+    #[test]
+    fn a_restore_first_edit_is_named_and_no_grub_message_on_a_board_without_grub() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("boot/firmware/extlinux")).unwrap();
+        std::fs::write(
+            r.join("boot/firmware/extlinux/extlinux.conf"),
+            "default debian\n",
+        )
+        .unwrap();
+        let mut j = Journaled::begin(r).unwrap();
+        j.apply(&Change::Write {
+            path: "/boot/firmware/uboot.env".into(),
+            bytes: b"env".to_vec(),
+            mode: 0o644,
+            in_place: true,
+        })
+        .unwrap();
+        // Armed, the board file not edited (yet): no GRUB talk.
+        let text = describe(&read(r));
+        assert!(
+            text.starts_with("armed (the undo journal") && !text.contains("GRUB"),
+            "{text}"
+        );
+        j.apply(&Change::Write {
+            path: "/boot/firmware/extlinux/extlinux.conf".into(),
+            bytes: format!("{}\ndefault migrd\n", uboot_restore_first::MARK).into_bytes(),
+            mode: 0o644,
+            in_place: false,
+        })
+        .unwrap();
+        let s = read(r);
+        assert_eq!(
+            s.restore_first,
+            [PathBuf::from("/boot/firmware/extlinux/extlinux.conf")]
+        );
+        let text = describe(&s);
+        assert!(
+            text.contains("armed (restore-first): /boot/firmware/extlinux/extlinux.conf boots")
+                && text.contains("altbootcmd")
+                && text.contains("migrd cancel")
+                && !text.contains("GRUB"),
+            "{text}"
+        );
+        cancel(r).unwrap();
+        assert!(read(r).restore_first.is_empty());
+        let pi = format!("{}\nkernel=kernel8.img\n", rpi_oneshot::MARK);
+        assert!(boots_ramdisk_until_restored(
+            Path::new("/boot/firmware/config.txt"),
+            &pi
+        ));
+        assert!(!boots_ramdisk_until_restored(
+            Path::new("/boot/firmware/tryboot.txt"),
+            &pi
+        ));
     }
 
     #[test]

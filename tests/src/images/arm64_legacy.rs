@@ -38,6 +38,19 @@ pub const CANARY: &str = "/root/canary";
 pub const ONESHOT_FLAG: &str = "/boot/firmware/migrd/oneshot.txt";
 /// U-Boot for QEMU's arm64 `virt` machine (Debian package u-boot-qemu).
 pub const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// U-Boot for `virt` with boot counting, built by tests/lab/setup.sh from
+/// Debian's u-boot source (relative to the lab folder).
+pub const UBOOT_BOOTCOUNT: &str = "arm64/u-boot-bootcount/u-boot.bin";
+/// [`Board::VirtBootcount`]'s environment file, as the guest sees it.
+pub const FW_ENV_FILE: &str = "/boot/firmware/uboot.env";
+/// Its size (the build's `CONFIG_ENV_SIZE`).
+pub const UBOOT_ENV_SIZE: usize = 0x40000;
+/// [`Board::VirtBootcount`]'s `bootlimit`.
+pub const BOOTLIMIT: u32 = 2;
+/// [`Board::VirtBootcount`]'s recovery: what its U-Boot runs once
+/// `bootcount` exceeds [`BOOTLIMIT`].
+pub const ALTBOOTCMD: &str = "echo migrd-lab: bootlimit exceeded, booting the recovery entry; \
+     sysboot virtio 0:1 any ${scriptaddr} /extlinux/recovery.conf";
 /// Boot to the shell: a few seconds under TCG on an idle machine.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -50,6 +63,15 @@ const ROOT_START_MIB: u64 = BOOT_START_MIB + BOOT_MIB;
 pub enum Board {
     /// QEMU's `virt` machine booted by U-Boot (virtio disk `vda`).
     Virt,
+    /// QEMU's `virt` machine booted by the lab's own U-Boot build
+    /// ([`UBOOT_BOOTCOUNT`]: boot counting, environment in `uboot.env` on
+    /// the boot partition), booting through `/extlinux/extlinux.conf` as
+    /// many distro-boot boards do (read before any script, so only the
+    /// restore-first mode works). Its environment counts boots:
+    /// `bootlimit=2`, and an `altbootcmd` that boots the board's recovery
+    /// entry (`/extlinux/recovery.conf`, the same OS); `/etc/fw_env.config`
+    /// names `/boot/firmware/uboot.env`.
+    VirtBootcount,
     /// A Raspberry Pi 3 Model B (QEMU's `raspi3b`; SD card `mmcblk0`),
     /// with Raspberry Pi OS bookworm's boot files: config.txt
     /// (`arm_64bit`, `auto_initramfs`), cmdline.txt, kernel8.img,
@@ -70,28 +92,28 @@ impl Board {
     /// The disk's kernel name.
     pub fn disk(self) -> &'static str {
         match self {
-            Board::Virt => "vda",
+            Board::Virt | Board::VirtBootcount => "vda",
             Board::Pi3 | Board::Pi4 => "mmcblk0",
         }
     }
     /// Partition `n`'s device node.
     pub fn part(self, n: u32) -> String {
         match self {
-            Board::Virt => format!("/dev/vda{n}"),
+            Board::Virt | Board::VirtBootcount => format!("/dev/vda{n}"),
             Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
         }
     }
     /// The disk's size: an SD card image must be a power of two for QEMU.
     fn disk_mib(self) -> u64 {
         match self {
-            Board::Virt => 400,
+            Board::Virt | Board::VirtBootcount => 400,
             Board::Pi3 | Board::Pi4 => 512,
         }
     }
     /// What the old OS's initramfs loads to reach its root.
     fn root_modules(self) -> Vec<Wanted> {
         let disk = match self {
-            Board::Virt => VIRT_DISK_MODULES,
+            Board::Virt | Board::VirtBootcount => VIRT_DISK_MODULES,
             Board::Pi3 | Board::Pi4 => PI_DISK_MODULES,
         };
         [disk, EXT4_MODULES].concat()
@@ -100,7 +122,7 @@ impl Board {
     fn rcs_extra(self) -> &'static str {
         match self {
             Board::Pi4 => "mknod -m 600 /dev/vcio c 100 0\n",
-            Board::Virt | Board::Pi3 => "",
+            Board::Virt | Board::VirtBootcount | Board::Pi3 => "",
         }
     }
 }
@@ -176,6 +198,8 @@ pub struct Arm64Image {
     pub disk: PathBuf,
     /// SHA-256 (hex) of the canary as built.
     pub canary_sha256: String,
+    /// The board it is for.
+    pub board: Board,
 }
 
 /// Build the `virt` device's disk into `out_dir/arm64-legacy.img`.
@@ -209,6 +233,12 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
             boot_scr(&boot, &work)?;
         }
+        Board::VirtBootcount => {
+            std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
+            initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
+            extlinux_files(&boot)?;
+            uboot_env(&boot.join("uboot.env"), &work)?;
+        }
         Board::Pi3 | Board::Pi4 => {
             std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initramfs8"))?;
@@ -219,6 +249,14 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
     // p2: the root filesystem.
     let root = work.join("root");
     let canary = rootfs(&root, &busybox, &kernel, &idx, board)?;
+    if board == Board::VirtBootcount {
+        std::fs::write(
+            root.join("etc/fw_env.config"),
+            format!(
+                "# U-Boot's CONFIG_ENV_IS_IN_FAT file\n{FW_ENV_FILE} 0x0000 {UBOOT_ENV_SIZE:#x}\n"
+            ),
+        )?;
+    }
     for (src, dest) in extra {
         let to = root.join(dest.trim_start_matches('/'));
         if let Some(dir) = to.parent() {
@@ -266,7 +304,49 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
     Ok(Arm64Image {
         disk,
         canary_sha256: canary,
+        board,
     })
+}
+
+/// [`Board::VirtBootcount`]'s extlinux files: the board's entry and its
+/// recovery entry (the same OS, booted by `altbootcmd`).
+fn extlinux_files(boot: &Path) -> Result<()> {
+    let conf = |name: &str| {
+        format!(
+            "# Debian arm64 (migrd lab), booted by U-Boot's distro boot\n\
+             default {name}\ntimeout 0\n\n\
+             label {name}\n\tlinux /vmlinuz\n\tinitrd /initrd.img\n\
+             \tappend console=ttyAMA0 root=/dev/vda2 panic=10\n"
+        )
+    };
+    std::fs::create_dir_all(boot.join("extlinux"))?;
+    std::fs::write(boot.join("extlinux/extlinux.conf"), conf("debian"))?;
+    std::fs::write(boot.join("extlinux/recovery.conf"), conf("recovery"))?;
+    Ok(())
+}
+
+/// [`Board::VirtBootcount`]'s environment: the lab U-Boot's default
+/// environment (`u-boot-initial-env` of its build) with the board's boot
+/// counting, made into `out` by `mkenvimage`.
+fn uboot_env(out: &Path, work: &Path) -> Result<()> {
+    let defaults = paths::lab_dir().join("arm64/u-boot-bootcount/u-boot-initial-env");
+    let mut text = std::fs::read_to_string(&defaults).with_context(|| {
+        format!(
+            "{} missing: run tests/lab/setup.sh (it builds U-Boot with boot counting)",
+            defaults.display()
+        )
+    })?;
+    text.push_str(&format!("bootlimit={BOOTLIMIT}\naltbootcmd={ALTBOOTCMD}\n"));
+    let txt = work.join("uboot-env.txt");
+    std::fs::write(&txt, text)?;
+    tools::run(
+        Command::new("mkenvimage")
+            .args(["-s", &UBOOT_ENV_SIZE.to_string(), "-o"])
+            .arg(out)
+            .arg(&txt),
+        "u-boot-tools",
+    )?;
+    Ok(())
 }
 
 /// The board's own boot script: what a vendor or flash-kernel leaves.
@@ -317,7 +397,9 @@ pub fn pi_dtb_to(kernel: &Kernel, board: Board, boot: &Path) -> Result<()> {
             )?;
             Ok(())
         }
-        Board::Pi3 | Board::Virt => pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb")),
+        Board::Pi3 | Board::Virt | Board::VirtBootcount => {
+            pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))
+        }
     }
 }
 
@@ -627,7 +709,11 @@ fn hex(b: &[u8]) -> String {
 /// device's disk first (U-Boot's `virtio 0`, the guest's `vda`).
 pub fn qemu(img: &Arm64Image, log_dir: &Path) -> Qemu {
     let mut q = Qemu::aarch64_virt(log_dir);
-    q.args(["-m", "1024", "-bios", UBOOT])
+    let bios = match img.board {
+        Board::VirtBootcount => paths::lab_dir().join(UBOOT_BOOTCOUNT),
+        _ => PathBuf::from(UBOOT),
+    };
+    q.args(["-m", "1024", "-bios", &bios.to_string_lossy()])
         .disk(&img.disk, Some("ARM64DISK01"));
     q
 }
