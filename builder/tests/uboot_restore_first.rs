@@ -136,6 +136,38 @@ impl Board {
             .collect()
     }
 
+    /// `migrd migrate`'s arming step: `armer`'s changes for the built
+    /// ramdisk, applied through the undo journal.
+    fn arm(&self, armer: &UbootArmer, a: &MigrateArgs) {
+        let ctx = Ctx {
+            root: self.root(),
+            facts: &self.facts,
+            kernel: &self.kernel,
+            args: a,
+        };
+        let changes = armer
+            .changes_for(&ctx, Path::new("/var/lib/migrd/initramfs.img"), CMDLINE)
+            .unwrap();
+        let mut j = Journaled::begin(self.root()).unwrap();
+        for c in &changes {
+            j.apply(c).unwrap();
+        }
+    }
+
+    /// `migrd cancel`, which must succeed.
+    fn cancel(&self) {
+        let out = migrd()
+            .args(["cancel", "--root"])
+            .arg(self.root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn text(&self, p: &str) -> String {
         std::fs::read_to_string(self.root().join(p)).unwrap()
     }
@@ -240,19 +272,7 @@ fn restore_first_arms_through_the_journal_and_cancel_restores_every_byte() {
         p.ramdisk_files,
         [(SAVED.to_string(), uenv.clone().into_bytes())]
     );
-    let ctx = Ctx {
-        root: b.root(),
-        facts: &b.facts,
-        kernel: &b.kernel,
-        args: &a,
-    };
-    let changes = armer
-        .changes_for(&ctx, Path::new("/var/lib/migrd/initramfs.img"), CMDLINE)
-        .unwrap();
-    let mut j = Journaled::begin(b.root()).unwrap();
-    for c in &changes {
-        j.apply(c).unwrap();
-    }
+    b.arm(&armer, &a);
     let armed = b.text("boot/uEnv.txt");
     assert!(armed.contains("\nuname_r=migrd\n"), "{armed}");
     assert!(armed.contains(&format!("\ncmdline={CMDLINE}\n")), "{armed}");
@@ -271,16 +291,7 @@ fn restore_first_arms_through_the_journal_and_cancel_restores_every_byte() {
         .unwrap()
     );
     // `migrd cancel` puts every byte back and removes every added file.
-    let out = migrd()
-        .args(["cancel", "--root"])
-        .arg(b.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    b.cancel();
     assert_eq!(b.snapshot(), before);
     assert!(!b.root().join("boot/dtbs/migrd").exists());
 }
@@ -324,19 +335,7 @@ fn extlinux_read_first_is_edited_only_with_the_flag_and_cancel_restores_it() {
             original: SAVED.into(),
         }]
     );
-    let ctx = Ctx {
-        root: b.root(),
-        facts: &b.facts,
-        kernel: &b.kernel,
-        args: &a,
-    };
-    let changes = armer
-        .changes_for(&ctx, Path::new("/var/lib/migrd/initramfs.img"), CMDLINE)
-        .unwrap();
-    let mut j = Journaled::begin(b.root()).unwrap();
-    for c in &changes {
-        j.apply(c).unwrap();
-    }
+    b.arm(&armer, &a);
     let armed = b.text("extlinux/extlinux.conf");
     assert!(armed.contains("\ndefault migrd\n"), "{armed}");
     assert!(
@@ -347,16 +346,7 @@ fn extlinux_read_first_is_edited_only_with_the_flag_and_cancel_restores_it() {
     );
     assert_eq!(b.text("migrd/kernel"), "running kernel");
     assert_eq!(b.text("migrd/initramfs"), "ramdisk bytes");
-    let out = migrd()
-        .args(["cancel", "--root"])
-        .arg(b.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    b.cancel();
     assert_eq!(b.snapshot(), before);
     assert!(!b.root().join("migrd").exists());
 }
@@ -413,19 +403,7 @@ fn a_counting_board_gets_its_counter_armed_and_cancel_restores_the_environment()
         p.ramdisk_files[1],
         (SAVED_ENV.to_string(), original.clone())
     );
-    let ctx = Ctx {
-        root: b.root(),
-        facts: &b.facts,
-        kernel: &b.kernel,
-        args: &a,
-    };
-    let changes = armer
-        .changes_for(&ctx, Path::new("/var/lib/migrd/initramfs.img"), CMDLINE)
-        .unwrap();
-    let mut j = Journaled::begin(b.root()).unwrap();
-    for c in &changes {
-        j.apply(c).unwrap();
-    }
+    b.arm(&armer, &a);
     let env_file = b.root().join("boot/uboot.env");
     let armed = Env::decode(&std::fs::read(&env_file).unwrap(), false, "armed")
         .unwrap()
@@ -440,15 +418,6 @@ fn a_counting_board_gets_its_counter_armed_and_cancel_restores_the_environment()
     let mut counted = armed.clone();
     counted.set("bootcount", "2").unwrap();
     std::fs::write(&env_file, counted.encode(0x2000, None).unwrap()).unwrap();
-    let out = migrd()
-        .args(["cancel", "--root"])
-        .arg(b.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    b.cancel();
     assert_eq!(b.snapshot(), before);
 }
