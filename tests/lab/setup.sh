@@ -76,28 +76,31 @@ for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linu
   rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >/dev/null; }
 done
 
-# arm64 packages (kernel, busybox for the arm64 lab's old OS) come through a
-# second private apt state with arm64 as its only architecture, so the host's
-# dpkg never learns a foreign architecture; nothing arm64 is installed.
-arm_apt=$LAB/apt-arm64
-mkdir -p "$arm_apt/lists/partial"
-B=("${A[@]}" -o "Dir::State::lists=$arm_apt/lists" -o "APT::Architecture=arm64"
-  -o "APT::Architectures::=arm64" -o "Dir::State::status=/dev/null")
-arm_updated=0
-arm_update() { if [ $arm_updated = 0 ]; then log "apt-get update (arm64 state)"; apt-get "${B[@]}" update -qq; arm_updated=1; fi; }
+# arm64 and armhf packages (kernels, busybox for the ARM labs' old OSes)
+# come through one private apt state per architecture, with that
+# architecture as its only one, so the host's dpkg never learns a foreign
+# architecture; nothing foreign is installed.
+declare -A foreign_updated=()
+foreign_opts() { # $1 = debian arch: apt options for its private state
+  local st=$LAB/apt-$1
+  mkdir -p "$st/lists/partial"
+  F=("${A[@]}" -o "Dir::State::lists=$st/lists" -o "APT::Architecture=$1"
+    -o "APT::Architectures::=$1" -o "Dir::State::status=/dev/null")
+  if [ -z "${foreign_updated[$1]:-}" ]; then
+    log "apt-get update ($1 state)"; apt-get "${F[@]}" update -qq; foreign_updated[$1]=1
+  fi
+}
+apt_for() { # $1 = debian arch: sets F to the apt options for it
+  if [ "$1" = amd64 ]; then apt_update; F=("${A[@]}"); else foreign_opts "$1"; fi
+}
 
 # Download one package's .deb and unpack it into $2 (never installed).
 # $1 = debian arch, $2 = destination, $3 = package.
 fetch_deb() {
   local darch=$1 dest=$2 pkg=$3 tmp
   tmp=$(mktemp -d "$LAB/dl.XXXXXX")
-  if [ "$darch" = arm64 ]; then
-    arm_update
-    (cd "$tmp" && apt-get "${B[@]}" download -qq "$pkg" 2>/dev/null)
-  else
-    apt_update
-    (cd "$tmp" && apt-get "${A[@]}" download -qq "$pkg" 2>/dev/null)
-  fi
+  apt_for "$darch"
+  (cd "$tmp" && apt-get "${F[@]}" download -qq "$pkg" 2>/dev/null)
   mkdir -p "$dest"
   dpkg-deb -x "$tmp"/*.deb "$dest"
   rm -rf "$tmp"
@@ -105,20 +108,15 @@ fetch_deb() {
 
 # Debian's kernels, extracted into $LAB/kernel/<arch> (boot/vmlinuz-*,
 # boot/config-*, lib/modules/<release>/ with modules.dep made by depmod;
-# arm64 also usr/lib/linux-image-*/ with the device trees).
+# arm64 and armhf also usr/lib/linux-image-*/ with the device trees).
 fetch_kernel() { # $1 = debian arch, $2 = flavour package (linux-image-amd64)
   local darch=$1 meta=$2 dest=$LAB/kernel/$1
   if compgen -G "$dest/boot/vmlinuz-*" >/dev/null && compgen -G "$dest/lib/modules/*/modules.dep" >/dev/null; then
     return 0
   fi
   local pkg
-  if [ "$darch" = arm64 ]; then
-    arm_update
-    pkg=$(apt-cache "${B[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
-  else
-    apt_update
-    pkg=$(apt-cache "${A[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
-  fi
+  apt_for "$darch"
+  pkg=$(apt-cache "${F[@]}" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
   [ -n "$pkg" ] || { log "cannot resolve $meta to a versioned kernel package"; exit 1; }
   log "downloading $pkg ($darch)"
   rm -rf "$dest.part"
@@ -130,11 +128,14 @@ fetch_kernel() { # $1 = debian arch, $2 = flavour package (linux-image-amd64)
 }
 fetch_kernel amd64 linux-image-amd64
 fetch_kernel arm64 linux-image-arm64
-if [ ! -x "$LAB/arm64/busybox/bin/busybox" ]; then
-  log "downloading busybox-static (arm64)"
-  rm -rf "$LAB/arm64/busybox"
-  fetch_deb arm64 "$LAB/arm64/busybox" busybox-static
-fi
+fetch_kernel armhf linux-image-armmp
+for darch in arm64 armhf; do
+  if [ ! -x "$LAB/$darch/busybox/bin/busybox" ]; then
+    log "downloading busybox-static ($darch)"
+    rm -rf "$LAB/$darch/busybox"
+    fetch_deb "$darch" "$LAB/$darch/busybox" busybox-static
+  fi
+done
 
 # U-Boot for QEMU's arm64 virt machine with boot counting, built from
 # Debian's own u-boot source package (bookworm): Debian's u-boot-qemu keeps

@@ -1,14 +1,31 @@
 //! The block-device ioctls the flash engine needs. The only `unsafe` of the
 //! engine lives here: each call passes a file descriptor the caller keeps
 //! open for the call's duration and, where the kernel writes a result, a
-//! pointer to a local of exactly the type the ioctl is defined with.
+//! pointer to a local of exactly the type the kernel writes.
+//!
+//! The request numbers are the kernel's (include/uapi/linux/fs.h), which
+//! are not always what their names suggest:
+//! - `BLKSSZGET` is `_IO(0x12, 104)`: no size in the number, the kernel
+//!   writes an `int`;
+//! - `BLKGETSIZE64` is `_IOR(0x12, 114, size_t)`: the number encodes the
+//!   size of `size_t` (4 bytes on armv7, 8 on x86_64 and aarch64) although
+//!   the kernel always writes a `u64`. Encoding it with `u64` gives a number
+//!   no 32-bit kernel knows (ENOTTY), which once failed every flash on
+//!   armv7;
+//! - `BLKRRPART` is `_IO(0x12, 95)`.
 #![allow(unsafe_code)]
 
 use nix::libc::c_int;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-nix::ioctl_read_bad!(blksszget, nix::request_code_none!(0x12, 104), c_int);
-nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+/// `BLKSSZGET`.
+const BLKSSZGET: nix::sys::ioctl::ioctl_num_type = nix::request_code_none!(0x12, 104);
+/// `BLKGETSIZE64`: `_IOR(0x12, 114, size_t)`.
+const BLKGETSIZE64: nix::sys::ioctl::ioctl_num_type =
+    nix::request_code_read!(0x12, 114, std::mem::size_of::<usize>());
+
+nix::ioctl_read_bad!(blksszget, BLKSSZGET, c_int);
+nix::ioctl_read_bad!(blkgetsize64, BLKGETSIZE64, u64);
 nix::ioctl_none!(blkrrpart, 0x12, 95);
 
 /// Logical sector size of a block device (BLKSSZGET).
@@ -38,6 +55,38 @@ pub fn reread_partition_table(fd: BorrowedFd<'_>) -> nix::Result<()> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    /// The kernel's numbers, as `_IOC(dir, type, nr, size)` gives them on
+    /// x86_64, aarch64 and armv7 (asm-generic/ioctl.h: read = 2 << 30,
+    /// size << 16, type << 8, nr), written out by hand per target. The
+    /// armv7 and aarch64 values are checked where they run: test.sh runs
+    /// this module's tests for both targets under qemu-user.
+    #[test]
+    fn request_numbers_are_the_kernels() {
+        #[cfg(target_pointer_width = "32")]
+        let blkgetsize64 = 0x8004_1272;
+        #[cfg(target_pointer_width = "64")]
+        let blkgetsize64 = 0x8008_1272;
+        assert_eq!(u64::from(BLKGETSIZE64 as u32), blkgetsize64);
+        assert_eq!(u64::from(BLKSSZGET as u32), 0x1268);
+        assert_eq!(
+            u64::from(nix::request_code_none!(0x12, 95) as u32),
+            0x125f
+        );
+    }
+
+    /// On a real block device (a loop device, when the machine lets the
+    /// test make one) both reads succeed and agree with the backing file.
+    #[test]
+    fn a_loop_device_reports_its_size_and_sector_size() {
+        let Some(dev) = crate::flash::test_loop::LoopDevice::attach(3 << 20) else {
+            eprintln!("not root: no loop device, skipped");
+            return;
+        };
+        let f = std::fs::File::open(dev.path()).unwrap();
+        assert_eq!(device_size(f.as_fd()), Ok(3 << 20));
+        assert_eq!(logical_sector_size(f.as_fd()), Ok(512));
+    }
 
     #[test]
     fn a_regular_file_is_not_a_block_device() {

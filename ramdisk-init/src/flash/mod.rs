@@ -44,6 +44,8 @@ pub mod zstd;
 mod fixtures;
 #[cfg(test)]
 mod memdev;
+#[cfg(test)]
+pub(crate) mod test_loop;
 
 pub use device::{Device, FileDevice, OpenMode};
 pub use engine::{write_image, Options, Report};

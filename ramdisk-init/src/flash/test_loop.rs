@@ -1,0 +1,47 @@
+//! Test support: a loop device over a temporary file, made with
+//! util-linux's `losetup` and detached on drop. Tests that need a real block
+//! device use it when the process is root (CI is); elsewhere they skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A loop device backed by a temporary file of a given size.
+pub struct LoopDevice {
+    dev: PathBuf,
+    _file: tempfile::NamedTempFile,
+}
+
+impl LoopDevice {
+    /// Attach a zeroed file of `size` bytes. `None` when not root; a root
+    /// that cannot attach one fails the test (the machine is broken).
+    pub fn attach(size: u64) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(size).unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Some(LoopDevice { dev, _file: file })
+    }
+
+    /// The device node.
+    pub fn path(&self) -> &Path {
+        &self.dev
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
