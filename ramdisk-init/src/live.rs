@@ -2,10 +2,11 @@
 //! loading with `finit_module`, power control.
 
 use crate::efi::table::TablePart;
-use crate::flash::{self, FileDevice, OpenMode};
+use crate::flash::touched::Touched;
+use crate::flash::{self, Device, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
 use crate::plan::PLAN_PATH;
-use crate::system::{FlashProgress, Flashed, ModuleLoad, System};
+use crate::system::{FlashFailure, FlashProgress, Flashed, ModuleLoad, System, TargetGeometry};
 use crate::target::{self, Disk, SysRoot};
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
@@ -16,6 +17,18 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `/dev/<disk>` opened as the flash writes it: read-write, `O_DIRECT`
+/// where the device allows, size and sector size read by ioctl.
+fn open_disk(disk: &str) -> Result<FileDevice, flash::FlashError> {
+    FileDevice::open(
+        &Path::new("/dev").join(disk),
+        OpenMode {
+            create: false,
+            direct: true,
+        },
+    )
+}
 
 /// The live system under PID 1.
 pub struct LiveSystem {
@@ -176,21 +189,28 @@ impl System for LiveSystem {
         nix::mount::umount(at).map_err(|e| format!("unmounting {}: {e}", at.display()))
     }
 
+    fn open_target(&mut self, disk: &str) -> Result<TargetGeometry, String> {
+        let dev = open_disk(disk).map_err(|e| e.to_string())?;
+        let size = dev
+            .capacity()
+            .ok_or_else(|| format!("/dev/{disk} reports no size"))?;
+        Ok(TargetGeometry {
+            size,
+            sector_size: dev.sector_size(),
+        })
+    }
+
     fn flash(
         &mut self,
         image: &Path,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
-    ) -> Result<Flashed, String> {
-        let dev_path = Path::new("/dev").join(disk);
-        let mut dev = FileDevice::open(
-            &dev_path,
-            OpenMode {
-                create: false,
-                direct: true,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    ) -> Result<Flashed, FlashFailure> {
+        let untouched = |e: flash::FlashError| FlashFailure {
+            reason: e.to_string(),
+            wrote: false,
+        };
+        let mut dev = open_disk(disk).map_err(untouched)?;
         let opts = flash::Options::default();
         let mut cb = |p: &flash::Progress| {
             progress(FlashProgress {
@@ -198,7 +218,12 @@ impl System for LiveSystem {
                 total: p.total,
             });
         };
-        let r = flash::write_image(image, &mut dev, &opts, &mut cb).map_err(|e| e.to_string())?;
+        let mut watched = Touched::new(&mut dev);
+        let r =
+            flash::write_image(image, &mut watched, &opts, &mut cb).map_err(|e| FlashFailure {
+                reason: e.to_string(),
+                wrote: watched.wrote(),
+            })?;
         Ok(Flashed {
             bytes: r.bytes,
             sha256: r.sha256,

@@ -1,13 +1,14 @@
 //! Stage 2 as an explicit state machine:
 //!
-//! `start → setup → plan → disarm → modules → find-target → load-payload →
-//! verify → [pretend: back to the old OS] → point-of-no-return → flash →
-//! reread-partitions → inject → done`.
+//! `start → setup → plan → modules → disarm → find-target (and open it:
+//! size, sector size) → load-payload → verify → [pretend: back to the old
+//! OS] → point-of-no-return → flash → reread-partitions → inject → done`.
 //!
 //! Each step emits events. Before the point of no return the first failure
 //! records a status for the old OS and leaves by rebooting into it. After
-//! it, flashing is retried; injection failures are logged and the new OS
-//! boots anyway (it is whole: the flash engine verified it).
+//! it, a flash that fails before writing anything does the same (the disk
+//! is as it was); one that wrote is retried; injection failures are logged
+//! and the new OS boots anyway (it is whole: the flash engine verified it).
 
 use crate::events::{EventLog, Status, Step};
 use crate::inject;
@@ -79,20 +80,11 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
             reason: stranded.unwrap_or_default(),
         },
         Ok(Pre::Leave(exit)) => exit,
-        Ok(Pre::Continue(plan, disk)) => after_ponr(sys, log, &plan, &disk),
-        Err(Failed(step, reason)) => {
-            log.note(step, Status::Fail, &reason);
-            if let Some(plan) = &plan_seen {
-                leave_word(sys, log, plan, Outcome::Fallback, step, &reason);
-            }
-            match stranded {
-                Some(d) => Exit::Stranded {
-                    step,
-                    reason: format!("{reason}; and the boot change was not undone: {d}"),
-                },
-                None => Exit::Fallback { step, reason },
-            }
-        }
+        Ok(Pre::Continue(plan, disk)) => match after_ponr(sys, log, &plan, &disk) {
+            Ok(exit) => exit,
+            Err(f) => fall_back(sys, log, plan_seen.as_ref(), stranded, f),
+        },
+        Err(f) => fall_back(sys, log, plan_seen.as_ref(), stranded, f),
     };
     let device = plan_seen.as_ref().and_then(|p| p.log.device.clone());
     if let (Some(at), false) = (device, exit == Exit::TestExit) {
@@ -106,6 +98,28 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>) -> Exit {
         }
     }
     exit
+}
+
+/// Nothing was written: record why for the old OS and go back to it (or,
+/// when the boot change could not be undone, power off rather than loop).
+fn fall_back<S: System, W: Write>(
+    sys: &mut S,
+    log: &mut EventLog<W>,
+    plan: Option<&Plan>,
+    stranded: Option<String>,
+    Failed(step, reason): Failed,
+) -> Exit {
+    log.note(step, Status::Fail, &reason);
+    if let Some(plan) = plan {
+        leave_word(sys, log, plan, Outcome::Fallback, step, &reason);
+    }
+    match stranded {
+        Some(d) => Exit::Stranded {
+            step,
+            reason: format!("{reason}; and the boot change was not undone: {d}"),
+        },
+        None => Exit::Fallback { step, reason },
+    }
 }
 
 fn leave_word<S: System, W: Write>(
@@ -186,6 +200,7 @@ fn before_ponr<S: System, W: Write>(
     // From here on failures can be recorded on the old OS's filesystem.
     *plan_seen = Some(plan.clone());
     let disk = find_target(sys, log, &plan)?;
+    open_target(sys, log, &disk)?;
 
     let root = sys.payload_root().to_path_buf();
     for f in &plan.payload {
@@ -229,19 +244,50 @@ fn before_ponr<S: System, W: Write>(
     Ok(Pre::Continue(Box::new(plan), disk))
 }
 
+/// Open the target as the flash will and read its size and sector size
+/// (the ioctls the engine uses): a problem here is found while nothing has
+/// been written, so the device goes back to its old OS.
+fn open_target<S: System, W: Write>(
+    sys: &mut S,
+    log: &mut EventLog<W>,
+    disk: &str,
+) -> Result<(), Failed> {
+    match sys.open_target(disk) {
+        Ok(g) if g.size > 0 => {
+            log.emit(
+                Step::FindTarget,
+                Status::Ok,
+                "target opened for writing",
+                json!({"disk": disk, "size": g.size, "sector_size": g.sector_size}),
+            );
+            Ok(())
+        }
+        Ok(_) => Err(Failed(
+            Step::FindTarget,
+            format!("/dev/{disk} reports a size of 0 bytes; nothing was written"),
+        )),
+        Err(e) => Err(Failed(
+            Step::FindTarget,
+            format!("cannot open /dev/{disk} for writing: {e}; nothing was written"),
+        )),
+    }
+}
+
+/// After the point of no return. `Err` only when the flash failed before
+/// writing anything: the old OS is whole and the caller goes back to it.
 fn after_ponr<S: System, W: Write>(
     sys: &mut S,
     log: &mut EventLog<W>,
     plan: &Plan,
     disk: &str,
-) -> Exit {
+) -> Result<Exit, Failed> {
     let Some(image) = plan.image() else {
         log.note(
             Step::Done,
             Status::Ok,
             "no image in the plan: nothing to flash",
         );
-        return Exit::PretendDone;
+        return Ok(Exit::PretendDone);
     };
     log.note(
         Step::PointOfNoReturn,
@@ -255,6 +301,7 @@ fn after_ponr<S: System, W: Write>(
         .payload_root()
         .join(image.path().trim_start_matches('/'));
     let mut flashed = None;
+    let mut touched = false;
     for attempt in 1..=FLASH_ATTEMPTS {
         log.emit(Step::Flash, Status::Begin, "", json!({"attempt": attempt}));
         let mut last = Instant::now();
@@ -279,14 +326,28 @@ fn after_ponr<S: System, W: Write>(
                 flashed = Some(f);
                 break;
             }
-            Err(e) => log.emit(Step::Flash, Status::Fail, &e, json!({"attempt": attempt})),
+            Err(e) => {
+                log.emit(
+                    Step::Flash,
+                    Status::Fail,
+                    &e.reason,
+                    json!({"attempt": attempt, "wrote": e.wrote}),
+                );
+                touched |= e.wrote;
+                if !touched {
+                    return Err(Failed(
+                        Step::Flash,
+                        format!("{}; nothing was written, the old OS is whole", e.reason),
+                    ));
+                }
+            }
         }
     }
     let Some(flashed) = flashed else {
         let reason =
             format!("flashing failed {FLASH_ATTEMPTS} times; the device needs manual recovery");
         log.note(Step::Done, Status::Fail, &reason);
-        return Exit::FlashFailed { reason };
+        return Ok(Exit::FlashFailed { reason });
     };
     log.note(
         Step::RereadPartitions,
@@ -333,7 +394,7 @@ fn after_ponr<S: System, W: Write>(
             &format!("balenaOS flashed but not provisioned: {e}"),
         ),
     }
-    Exit::Migrated
+    Ok(Exit::Migrated)
 }
 
 /// The new OS's firmware boot entry. A failure is logged only: the new OS

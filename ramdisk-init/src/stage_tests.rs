@@ -8,7 +8,7 @@ use crate::efi::vars::{boot_var, EfiVars};
 use crate::fsprobe::FsInfo;
 use crate::plan::tests_support::sample_plan;
 use crate::plan::{InjectTarget, Injection, PayloadRole, StatusLocation, TestHooks, PLAN_VERSION};
-use crate::system::Flashed;
+use crate::system::{FlashFailure, Flashed, TargetGeometry};
 use crate::target::Disk;
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -24,7 +24,11 @@ struct Fake {
     loaded: Vec<String>,
     flashed: bool,
     flash_failures: u32,
+    /// The failing flashes wrote something before failing.
+    failures_write: bool,
     flash_calls: u32,
+    /// What opening the target reports.
+    geometry: Result<TargetGeometry, String>,
     /// Booted by UEFI: efivarfs is the folder `efivars` under the root.
     uefi: bool,
     /// The new image's first partition has the GPT ESP type.
@@ -140,12 +144,15 @@ impl System for Fake {
         image: &Path,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
-    ) -> Result<Flashed, String> {
+    ) -> Result<Flashed, FlashFailure> {
         self.flash_calls += 1;
         assert_eq!(disk, "vda");
         assert!(image.is_file(), "{}", image.display());
         if self.flash_calls <= self.flash_failures {
-            return Err(format!("write error at attempt {}", self.flash_calls));
+            return Err(FlashFailure {
+                reason: format!("write error at attempt {}", self.flash_calls),
+                wrote: self.failures_write,
+            });
         }
         progress(FlashProgress {
             written: 3,
@@ -158,6 +165,10 @@ impl System for Fake {
             verified: true,
             partitions_reread: true,
         })
+    }
+    fn open_target(&mut self, disk: &str) -> Result<TargetGeometry, String> {
+        assert_eq!(disk, "vda");
+        self.geometry.clone()
     }
     fn efivarfs(&mut self) -> Result<PathBuf, String> {
         if !self.uefi {
@@ -254,7 +265,12 @@ fn setup(content: &[u8], tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, F
         loaded: vec![],
         flashed: false,
         flash_failures: 0,
+        failures_write: true,
         flash_calls: 0,
+        geometry: Ok(TargetGeometry {
+            size: 8 << 30,
+            sector_size: 512,
+        }),
         uefi: false,
         esp_typed: true,
     };
@@ -307,6 +323,7 @@ fn a_good_payload_is_flashed_then_config_and_log_injected() {
             "plan/ok",
             "modules/ok",
             "disarm/skip",
+            "find-target/ok",
             "find-target/ok",
             "load-payload/ok",
             "verify/ok",
@@ -418,6 +435,67 @@ fn flashing_is_retried_and_gives_up_without_booting_garbage() {
         run(&mut sys, &mut EventLog::new(&mut Vec::new())),
         Exit::FlashFailed { .. }
     ));
+}
+
+/// A target whose size cannot be read (the armv7 BLKGETSIZE64 bug) or
+/// that reports 0 bytes is found before the point of no return: back to
+/// the old OS, with its status, and the flash never runs.
+#[test]
+fn a_target_that_cannot_be_opened_or_sized_falls_back_before_writing() {
+    for (geometry, want) in [
+        (
+            Err("reading the size of /dev/vda failed: Inappropriate ioctl for device".to_string()),
+            "Inappropriate ioctl",
+        ),
+        (
+            Ok(TargetGeometry {
+                size: 0,
+                sector_size: 512,
+            }),
+            "size of 0 bytes",
+        ),
+    ] {
+        let (_d, mut sys) = setup(b"abc", |_| {});
+        sys.geometry = geometry;
+        match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+            Exit::Fallback {
+                step: Step::FindTarget,
+                reason,
+            } => assert!(
+                reason.contains(want) && reason.contains("nothing was written"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sys.flash_calls, 0);
+        let st = status_file(&sys);
+        assert_eq!(
+            (st["outcome"].as_str(), st["step"].as_str()),
+            (Some("fallback"), Some("find-target"))
+        );
+    }
+}
+
+/// A flash that fails before its first write leaves the old OS whole:
+/// no retry, back to it with its status, never a power-off.
+#[test]
+fn a_flash_that_wrote_nothing_goes_back_to_the_old_os() {
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.flash_failures = FLASH_ATTEMPTS;
+    sys.failures_write = false;
+    match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+        Exit::Fallback {
+            step: Step::Flash,
+            reason,
+        } => assert!(reason.contains("old OS is whole"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sys.flash_calls, 1);
+    let st = status_file(&sys);
+    assert_eq!(
+        (st["outcome"].as_str(), st["step"].as_str()),
+        (Some("fallback"), Some("flash"))
+    );
 }
 
 #[test]

@@ -37,6 +37,26 @@ pub struct Flashed {
     pub partitions_reread: bool,
 }
 
+/// The target disk as the flash engine will see it, read through the same
+/// open and ioctls before the point of no return.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TargetGeometry {
+    /// Size in bytes (BLKGETSIZE64).
+    pub size: u64,
+    /// Logical sector size in bytes (BLKSSZGET).
+    pub sector_size: u32,
+}
+
+/// Why a flash failed, and whether it wrote anything to the disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlashFailure {
+    /// What went wrong.
+    pub reason: String,
+    /// A write reached the disk (or may have): the old OS is no longer
+    /// known to be whole. `false` means the disk is as it was.
+    pub wrote: bool,
+}
+
 /// Flash progress, for events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FlashProgress {
@@ -67,13 +87,16 @@ pub trait System {
     fn mount(&mut self, dev: &Path, fstype: &str, at: &Path) -> Result<(), String>;
     /// Unmount it (after syncing).
     fn umount(&mut self, at: &Path) -> Result<(), String>;
+    /// Open the target disk the way the flash will (read-write, direct
+    /// I/O) and read its size and sector size; writes nothing.
+    fn open_target(&mut self, disk: &str) -> Result<TargetGeometry, String>;
     /// Write an image to a whole disk with the flash engine.
     fn flash(
         &mut self,
         image: &Path,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
-    ) -> Result<Flashed, String>;
+    ) -> Result<Flashed, FlashFailure>;
     /// The efivarfs folder, mounted first if needed. Fails when the machine
     /// was not booted by UEFI.
     fn efivarfs(&mut self) -> Result<PathBuf, String>;

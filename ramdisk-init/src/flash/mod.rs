@@ -17,7 +17,8 @@
 //! - [`device`] writes with `O_DIRECT`, reads the sector size and size
 //!   through [`ioctl`], and [`reread`] makes the kernel see the new table;
 //! - [`engine`] holds the first MiB back until the rest is written and read
-//!   back, and reports [`progress`]; failures are [`error::FlashError`]s.
+//!   back, and reports [`progress`]; failures are [`error::FlashError`]s;
+//! - [`touched`] tells the caller whether a failed run wrote anything.
 
 pub mod aligned;
 pub mod counting;
@@ -37,6 +38,7 @@ pub mod progress;
 pub mod reread;
 pub mod size;
 pub mod source;
+pub mod touched;
 pub mod xz;
 pub mod zstd;
 
