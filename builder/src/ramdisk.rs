@@ -34,8 +34,9 @@ pub struct RamdiskSpec {
     pub kernel: KernelSource,
     /// Compression of the small segment; `None` = from the kernel config.
     pub compression: Option<SegmentCompression>,
-    /// Extra module names (required).
-    pub extra_modules: Vec<String>,
+    /// Modules this device needs beyond the default set (required): its
+    /// disk's and watchdog's drivers, what it restarts through, `--module`.
+    pub extra_modules: Vec<kmod::Needed>,
     /// The balenaOS image.
     pub image: PathBuf,
     /// Other files carried to the new OS (config.json, network profiles,
@@ -577,7 +578,7 @@ mod tests {
         let e = format!("{:#}", build(&s, &out).unwrap_err());
         assert!(e.contains("--kernel-config"), "{e}");
         let mut s = spec(d.path());
-        s.extra_modules = vec!["zfs".into()];
+        s.extra_modules = vec![kmod::Needed::asked("zfs")];
         let e = format!("{:#}", build(&s, &out).unwrap_err());
         assert!(e.contains("zfs"), "{e}");
         assert!(!out.exists(), "a failed build created {}", out.display());

@@ -198,6 +198,71 @@ fn beaglebone_connman_and_uboot() {
     assert_eq!(kinds, ["ethernet", "wifi"]);
 }
 
+/// The BeagleBone's eMMC sits behind omap_hsmmc, a controller migrd's
+/// default list does not carry: `check` finds it in sysfs, with the card
+/// driver and the watchdog's, and fails naming it when the running kernel
+/// cannot provide it.
+#[test]
+fn disk_controller_outside_the_defaults_is_found_and_required() {
+    let (ok, v, out) = run("beaglebone-debian", &["--uboot-restore-first"]);
+    assert!(ok, "{out}");
+    assert_eq!(status(&v, "ramdisk-drivers"), "pass");
+    assert_eq!(
+        message(&v, "ramdisk-drivers"),
+        "packs omap_hsmmc, omap_wdt; /dev/mmcblk1 through mmcblk (built in)"
+    );
+    let drivers: Vec<&str> = v["disks"]["target"]["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["driver"].as_str().unwrap())
+        .collect();
+    assert_eq!(drivers, ["mmcblk", "omap_hsmmc"]);
+
+    // The same device whose kernel lacks the controller's module.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("bb");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixture("beaglebone-debian"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let dep = root.join("lib/modules/5.10.168-ti-r71/modules.dep");
+    std::fs::write(&dep, "kernel/drivers/watchdog/omap_wdt.ko.xz:\n").unwrap();
+    let mut a = offline("beaglebone-debian");
+    a.push("--uboot-restore-first".into());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (ok, v, out) = check(&root, &a);
+    assert!(!ok, "{out}");
+    assert_eq!(status(&v, "ramdisk-drivers"), "fail");
+    let m = message(&v, "ramdisk-drivers");
+    assert!(
+        m.contains("omap_hsmmc (driver omap_hsmmc of /dev/mmcblk1 (/sys/devices/platform/ocp/")
+            && m.contains("5.10.168-ti-r71")
+            && !m.contains("omap_wdt"),
+        "{m}"
+    );
+}
+
+/// Every Raspberry Pi restarts through bcm2835_wdt: the check names it
+/// (built into Raspberry Pi OS's kernels) whatever the Pi.
+#[test]
+fn raspberry_pis_need_their_restart_driver() {
+    for f in ["rpi4-bookworm", "rpi3bplus-bookworm", "rpi3-buster"] {
+        let (_, v, out) = run(f, &[]);
+        assert_eq!(status(&v, "ramdisk-drivers"), "pass", "{f}: {out}");
+        assert!(
+            message(&v, "ramdisk-drivers")
+                == "packs nothing extra; built in: bcm2835_wdt; \
+                    /dev/mmcblk0 through mmcblk, sdhci-iproc (built in)",
+            "{f}: {}",
+            message(&v, "ramdisk-drivers")
+        );
+    }
+}
+
 // ---- one test per takeover flag ----
 
 #[test]

@@ -13,6 +13,7 @@
 pub mod boot;
 pub mod device;
 pub mod disk;
+pub mod drivers;
 pub mod inputs;
 pub mod remote;
 pub mod uboot;
@@ -116,6 +117,7 @@ pub fn run(facts: &Facts, g: &Gathered, opts: &Options) -> Vec<CheckResult> {
         remote::vpn(g, opts),
         remote::version(g, opts),
         disk::target_disk(facts, g, opts),
+        drivers::ramdisk_drivers(facts, opts),
         disk::memory(facts, g),
         disk::boot_space(facts, g),
         disk::log_device(facts, opts),

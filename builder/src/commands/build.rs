@@ -6,6 +6,7 @@ use crate::elf_check;
 use crate::init_binary;
 use crate::initramfs::SegmentCompression;
 use crate::kernel_source::KernelSource;
+use crate::kmod::Needed;
 use crate::ramdisk::{self, RamdiskSpec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -118,6 +119,32 @@ pub fn parse_target(items: &[String], allow_name_only: bool, wait: u32) -> Resul
     Ok(t)
 }
 
+/// `--module` names, then what the device type restarts through (from
+/// config.json's `deviceType`; a Raspberry Pi's ramdisk must carry its
+/// watchdog driver or its reboot halts).
+fn needed_modules(a: &BuildArgs) -> Result<Vec<Needed>> {
+    let mut out: Vec<Needed> = a.modules.iter().map(|m| Needed::asked(m)).collect();
+    let Some(path) = &a.config else {
+        return Ok(out);
+    };
+    let text =
+        std::fs::read(path).with_context(|| format!("reading config.json {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{} is not JSON: download config.json from the balena dashboard again",
+            path.display()
+        )
+    })?;
+    if let Some(slug) = json.get("deviceType").and_then(|v| v.as_str()) {
+        for n in crate::kmod::needed::restart_for_slug(slug) {
+            if !out.iter().any(|o| o.name == n.name) {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Run `migrd build`.
 pub fn run(a: BuildArgs) -> Result<()> {
     let target = parse_target(&a.target, a.allow_target_name_only, a.target_wait)?;
@@ -142,7 +169,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         init,
         kernel,
         compression,
-        extra_modules: a.modules.clone(),
+        extra_modules: needed_modules(&a)?,
         image: a.image.clone(),
         files: match &a.config {
             Some(c) => vec![ramdisk::CarriedFile::config_json(c)?],

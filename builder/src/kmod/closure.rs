@@ -103,12 +103,12 @@ impl Walker<'_> {
     }
 }
 
-/// Resolve `wanted` (plus `extra` names, all required) against `idx`.
+/// Resolve `wanted` (plus `extra` modules, all required) against `idx`.
 /// Fails naming every required module the kernel lacks.
 pub fn resolve(
     idx: &ModuleIndex,
     wanted: &[Wanted],
-    extra: &[String],
+    extra: &[super::Needed],
     kconfig: Option<&KernelConfig>,
 ) -> Result<Closure> {
     let mut w = Walker {
@@ -127,9 +127,9 @@ pub fn resolve(
             }
         }
     }
-    for name in extra {
-        if !w.want(name) {
-            missing.push(format!("{name} (asked for with --module)"));
+    for n in extra {
+        if !w.want(&n.name) {
+            missing.push(format!("{} ({})", n.name, n.reason));
         }
     }
     if !missing.is_empty() {
@@ -232,9 +232,14 @@ mod tests {
         };
         let c = resolve(&idx(), &[opt], &[], None).unwrap();
         assert_eq!(c.absent, ["nvme"]);
-        let e = resolve(&idx(), &[req("btrfs")], &["zfs".into()], None)
-            .unwrap_err()
-            .to_string();
+        let e = resolve(
+            &idx(),
+            &[req("btrfs")],
+            &[super::super::Needed::asked("zfs")],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("btrfs (test)") && e.contains("zfs (asked for with --module)"),
             "{e}"

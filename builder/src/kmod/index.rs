@@ -102,6 +102,39 @@ impl ModuleIndex {
     }
 }
 
+/// How a kernel provides a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provided {
+    /// Built into the kernel image.
+    BuiltIn,
+    /// A module file under the release's folder.
+    Module,
+}
+
+impl ModuleIndex {
+    /// Whether the kernel has `name_or_alias` built in or as a module file
+    /// (through its aliases too); `None` when it has neither.
+    pub fn provides(&self, name_or_alias: &str) -> Option<Provided> {
+        self.provides_depth(&name_or_alias.replace('-', "_"), 0)
+    }
+
+    fn provides_depth(&self, n: &str, depth: u32) -> Option<Provided> {
+        if self.deps.contains_key(n) {
+            return Some(Provided::Module);
+        }
+        if self.builtin.contains(n) {
+            return Some(Provided::BuiltIn);
+        }
+        if depth > 4 {
+            return None;
+        }
+        let targets = self.aliases.get(n)?;
+        targets
+            .iter()
+            .find_map(|t| self.provides_depth(t, depth + 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +164,9 @@ mod tests {
         assert_eq!(idx.deps["virtio_blk"].1, ["virtio_ring", "virtio"]);
         assert!(idx.deps["virtio"].1.is_empty());
         assert!(idx.builtin.contains("vfat"));
+        assert_eq!(idx.provides("virtio-blk"), Some(Provided::Module));
+        assert_eq!(idx.provides("fs-vfat"), Some(Provided::BuiltIn));
+        assert_eq!(idx.provides("omap_hsmmc"), None);
         assert_eq!(
             idx.aliases["crypto_crc32c"],
             ["crc32c_generic", "crc32c_intel"]

@@ -8,7 +8,9 @@
 
 pub mod closure;
 pub mod index;
+pub mod needed;
 pub mod wanted;
 
 pub use closure::{resolve, Closure, ModuleFile};
 pub use index::ModuleIndex;
+pub use needed::Needed;

@@ -240,7 +240,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         init,
         kernel: KernelSource::resolve(Some(&k.release), Some(&k.modules_dir), k.config.as_deref())?,
         compression: None,
-        extra_modules: vec![],
+        extra_modules: crate::kmod::needed::for_device(&facts, target_disk),
         image: image.clone(),
         files,
         target,

@@ -50,6 +50,24 @@ pub struct DeviceTypes {
     pub boards: Vec<BoardEntry>,
     /// Known slugs.
     pub slugs: BTreeMap<String, SlugEntry>,
+    /// Family → kernel modules the board restarts through.
+    #[serde(default)]
+    pub restart: BTreeMap<String, Vec<String>>,
+}
+
+impl DeviceTypes {
+    /// The board families that `slug` runs on (`raspberrypi3` → `rpi`).
+    pub fn families_of_slug(&self, slug: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .boards
+            .iter()
+            .filter(|b| b.slugs.iter().any(|s| s == slug))
+            .map(|b| b.family.as_str())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
 /// One supported source OS.
@@ -82,6 +100,7 @@ pub fn device_types() -> &'static DeviceTypes {
         serde_json::from_str(DEVICE_TYPES).unwrap_or(DeviceTypes {
             boards: Vec::new(),
             slugs: BTreeMap::new(),
+            restart: BTreeMap::new(),
         })
     })
 }

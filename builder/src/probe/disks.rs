@@ -81,6 +81,10 @@ pub struct DiskInfo {
     pub partuuids: Vec<String>,
     /// Removable medium (SD card readers report 0 for the built-in slot).
     pub removable: bool,
+    /// The drivers its I/O goes through, nearest first (the card or disk
+    /// driver, then its controller and buses): the ramdisk must carry them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<super::drivers::BoundDriver>,
 }
 
 impl DiskInfo {
@@ -333,6 +337,7 @@ pub fn scan_disks(root: &Path) -> Vec<DiskInfo> {
                 logical_sector_size: read_u32(&q, "queue/logical_block_size").unwrap_or(512),
                 physical_sector_size: read_u32(&q, "queue/physical_block_size").unwrap_or(512),
                 removable: read_u32(&q, "removable") == Some(1),
+                drivers: super::drivers::disk_chain(root, &d.name),
                 name: d.name,
                 size_bytes: d.size_bytes,
                 serial: d.serial,

@@ -10,6 +10,7 @@ pub mod arch;
 pub mod board;
 pub mod device_types;
 pub mod disks;
+pub mod drivers;
 pub mod firmware;
 pub mod host;
 pub mod kexec;
@@ -44,6 +45,9 @@ pub struct Facts {
     pub disks: disks::DiskFacts,
     /// Memory.
     pub memory: memory::Memory,
+    /// The hardware watchdogs' drivers (`/sys/class/watchdog`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub watchdogs: Vec<drivers::BoundDriver>,
     /// Host facts.
     pub host: host::Host,
     /// The source OS is balenaOS (config and network profiles live in
@@ -78,6 +82,7 @@ pub fn probe(root: &Path) -> Facts {
         boot,
         disks,
         memory: memory::probe(root),
+        watchdogs: drivers::watchdogs(root),
         host: host::probe(root),
     }
 }
