@@ -92,8 +92,10 @@ impl Qemu {
     /// cores), no display. QEMU cannot run the Pi's GPU firmware: each boot
     /// passes the kernel, device tree, initramfs and command line the
     /// firmware would load (`-kernel`, `-dtb`, `-initrd`, `-append`) and
-    /// the SD card (`-drive if=sd`). The machine never exits on reboot or
-    /// power-off: watch the console and stop it.
+    /// the SD card (`-drive if=sd`). `-no-reboot`: a restart through the
+    /// Pi's watchdog block (which QEMU emulates; Linux needs its
+    /// `bcm2835_wdt` driver) ends QEMU; a kernel without that driver halts
+    /// instead, and the machine never exits.
     pub fn raspi3b(log_dir: &Path) -> Self {
         let mut q = Qemu::bare("qemu-system-aarch64", log_dir);
         q.args([

@@ -25,9 +25,16 @@ use std::time::{Duration, Instant};
 /// Where the tools are in the device.
 pub const TOOLS: &str = "/root/tools";
 /// The kernel's last line on a reboot or power-off ("reboot: Restarting
-/// system", "reboot: Power down", "reboot: System halted"): QEMU's raspi3b
-/// does not exit by itself.
+/// system", "reboot: Power down", "reboot: System halted"); a restart is
+/// then proven by the machine's reset (see [`RpiLab::end`]).
 pub const REBOOT: &str = "reboot: ";
+/// How the kernel's restart line starts (with or without an argument).
+pub const RESTARTING: &str = "reboot: Restarting system";
+/// What an Arm kernel prints when no restart handler reset the machine;
+/// it then halts for good.
+pub const RESTART_FAILED: &str = "Reboot failed -- System halted";
+/// From the restart line to the machine's reset (QEMU's exit).
+const RESET_TIMEOUT: Duration = Duration::from_secs(30);
 /// How the kernel says it restarts with an argument (`reboot(2)` with
 /// `LINUX_REBOOT_CMD_RESTART2`).
 pub const RESTART_WITH: &str = "Restarting system with command '";
@@ -115,26 +122,53 @@ impl RpiLab {
             .with_context(|| format!("{path} is not on the boot partition"))
     }
 
-    /// End boot `g`: wait for the kernel's reboot or power-off line, stop
-    /// QEMU and return that line. A restart whose argument contains
-    /// "tryboot" sets the model's tryboot flag: the Raspberry Pi kernel's
-    /// firmware driver hands such an argument to the firmware as the
-    /// tryboot reboot flag; Debian's kernel, which the lab runs, prints the
-    /// argument but does not forward it, so the model takes it from that
-    /// line.
+    /// End boot `g`: wait for the kernel's reboot or power-off line and
+    /// return it. A restart counts only when the machine really resets:
+    /// the Pi restarts through its watchdog block, and QEMU's raspi
+    /// machines emulate it, so under `-no-reboot` QEMU exits; a kernel
+    /// that cannot reach it prints [`RESTART_FAILED`] and halts, which a
+    /// real Pi would do forever, and fails the boot here. A power-off ends
+    /// the boot either way (QEMU is stopped if the machine only halts).
+    ///
+    /// A restart whose argument contains "tryboot" sets the model's
+    /// tryboot flag: the Raspberry Pi kernel's firmware driver hands such
+    /// an argument to the firmware as the tryboot reboot flag; Debian's
+    /// kernel, which the lab runs, prints the argument but does not forward
+    /// it, so the model takes it from that line.
     pub fn end(&mut self, g: &mut Guest) -> Result<String> {
         let r = g
             .wait_for(REBOOT, STEP)
             .and_then(|_| g.wait_for("\n", Duration::from_secs(30)));
-        g.kill();
-        let line =
-            r.with_context(|| format!("no reboot or power-off line; see {}", g.log().display()))?;
+        let line = match r {
+            Ok(l) => format!("{REBOOT}{}", l.trim_end()),
+            Err(e) => {
+                g.kill();
+                return Err(e.context(format!(
+                    "no reboot or power-off line; see {}",
+                    g.log().display()
+                )));
+            }
+        };
+        if !line.starts_with(RESTARTING) {
+            if g.wait_exit(Duration::from_secs(10)).is_err() {
+                g.kill();
+            }
+            return Ok(line);
+        }
         if let Some(cmd) = line.split(RESTART_WITH).nth(1) {
             if cmd.contains("tryboot") {
                 self.firmware.tryboot_flag = true;
             }
         }
-        Ok(format!("{REBOOT}{}", line.trim_end()))
+        let reset = g.wait_exit(RESET_TIMEOUT);
+        ensure!(
+            !g.serial().contains(RESTART_FAILED),
+            "{line}, then {RESTART_FAILED:?}: the kernel could not reset the board \
+             (is the watchdog driver bcm2835_wdt loaded?); see {}",
+            g.log().display()
+        );
+        reset.with_context(|| format!("{line}, but the machine did not reset"))?;
+        Ok(line)
     }
 
     /// What the firmware picks from the SD card's boot partition now (the

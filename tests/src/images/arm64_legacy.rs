@@ -127,8 +127,16 @@ impl Board {
     }
 }
 
-/// The Raspberry Pi 3's SD host controllers (QEMU's raspi3b has both).
+/// The Raspberry Pi 3's SD host controllers (QEMU's raspi3b has both) and
+/// the watchdog block the Pi restarts (and powers off) through: Raspberry
+/// Pi OS's kernels build it in, Debian's as a module; without it the old
+/// OS's own reboot halts.
 const PI_DISK_MODULES: &[Wanted] = &[
+    Wanted {
+        name: "bcm2835_wdt",
+        reason: "restart through the PM watchdog",
+        required: true,
+    },
     Wanted {
         name: "sdhci_iproc",
         reason: "SD host (Arasan SDHCI)",
@@ -666,6 +674,7 @@ fn rootfs(
     std::fs::copy(&kernel.config, root.join(format!("boot/config-{rel}")))?;
     let mut all = wanted::default_set();
     all.extend_from_slice(BOOT_FS_MODULES);
+    all.extend(board.root_modules());
     let mods = root.join("lib/modules").join(rel);
     for (src, in_mods) in modules(kernel, idx, &all)? {
         let to = mods.join(&in_mods);
