@@ -69,10 +69,7 @@ mod tests {
         let blkgetsize64 = 0x8008_1272;
         assert_eq!(u64::from(BLKGETSIZE64 as u32), blkgetsize64);
         assert_eq!(u64::from(BLKSSZGET as u32), 0x1268);
-        assert_eq!(
-            u64::from(nix::request_code_none!(0x12, 95) as u32),
-            0x125f
-        );
+        assert_eq!(u64::from(nix::request_code_none!(0x12, 95) as u32), 0x125f);
     }
 
     /// On a real block device (a loop device, when the machine lets the
