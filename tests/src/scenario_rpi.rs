@@ -68,7 +68,7 @@ pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
     let boot = match board {
         Board::Pi3 => balena::Boot::Pi3,
         Board::Pi4 => balena::Boot::Pi4,
-        Board::Virt | Board::VirtBootcount => {
+        Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
             anyhow::bail!("scenario_rpi::lab is for Raspberry Pi boards")
         }
     };
@@ -103,7 +103,9 @@ impl RpiLab {
     fn firmware_board(&self) -> rpi_firmware::Board {
         match self.board {
             Board::Pi4 => rpi_firmware::Board::Pi4,
-            Board::Pi3 | Board::Virt | Board::VirtBootcount => rpi_firmware::Board::Pi3,
+            Board::Pi3 | Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
+                rpi_firmware::Board::Pi3
+            }
         }
     }
 

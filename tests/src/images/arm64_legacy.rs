@@ -1,12 +1,14 @@
-//! The arm64 legacy device: a small Linux on QEMU's `virt` machine booted by
-//! Debian's U-Boot (`u-boot-qemu`, `qemu_arm64`), laid out the way
-//! Debian-style U-Boot boards are:
+//! The ARM legacy devices: a small Linux on QEMU's `virt` machine booted by
+//! Debian's U-Boot (`u-boot-qemu`: `qemu_arm64`, or `qemu_arm` for the
+//! 32-bit board [`Board::VirtArmv7`]), laid out the way Debian-style U-Boot
+//! boards are:
 //!
 //! - p1, FAT32 "BOOT", mounted at `/boot/firmware`: the board's `boot.scr`
 //!   (made by `mkimage`), which U-Boot's distro boot runs, loading `vmlinuz`
 //!   and `initrd.img` from the same partition;
-//! - p2, ext4 root: busybox (Debian's `busybox-static` for arm64) as init
-//!   and shell, Debian's arm64 kernel in `/boot` and its modules in
+//! - p2, ext4 root: busybox (Debian's `busybox-static` for the board's
+//!   architecture, [`Arch`]) as init and shell, Debian's kernel for it
+//!   (arm64, or armhf's `armmp`) in `/boot` and its modules in
 //!   `/lib/modules` (the storage and filesystem drivers migrd packs), an
 //!   os-release of Debian 12 and a canary file.
 //!
@@ -28,16 +30,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The guest's hostname.
+/// The guest's hostname (64-bit boards; see [`Board::hostname`]).
 pub const HOSTNAME: &str = "arm64-legacy";
-/// Root's shell prompt.
+/// Root's shell prompt (64-bit boards; see [`Board::prompt`]).
 pub const PROMPT: &str = "root@arm64-legacy:~# ";
+/// The 32-bit board's hostname.
+pub const HOSTNAME_ARMV7: &str = "armv7-legacy";
 /// Where the canary lives in the guest.
 pub const CANARY: &str = "/root/canary";
 /// The flag file of migrd's U-Boot one-shot, as seen in the guest.
 pub const ONESHOT_FLAG: &str = "/boot/firmware/migrd/oneshot.txt";
 /// U-Boot for QEMU's arm64 `virt` machine (Debian package u-boot-qemu).
 pub const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// U-Boot for QEMU's 32-bit arm `virt` machine (Debian package u-boot-qemu).
+pub const UBOOT_ARMV7: &str = "/usr/lib/u-boot/qemu_arm/u-boot.bin";
 /// U-Boot for `virt` with boot counting, built by tests/lab/setup.sh from
 /// Debian's u-boot source (relative to the lab folder).
 pub const UBOOT_BOOTCOUNT: &str = "arm64/u-boot-bootcount/u-boot.bin";
@@ -58,11 +64,105 @@ const BOOT_START_MIB: u64 = 1;
 const BOOT_MIB: u64 = 160;
 const ROOT_START_MIB: u64 = BOOT_START_MIB + BOOT_MIB;
 
+/// The CPU architecture of a lab ARM device: its kernel, busybox, migrd
+/// build and U-Boot script images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// 64-bit ARM: Debian's arm64 kernel (an `Image`, booted by `booti`),
+    /// the aarch64 musl builds.
+    Arm64,
+    /// 32-bit ARMv7 with hard float: Debian's armhf `armmp` kernel (a
+    /// `zImage`, booted by `bootz`), the armv7 glibc static builds.
+    Armhf,
+}
+
+impl Arch {
+    /// Debian's name for it (the lab's kernel and busybox folders).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::Armhf => "armhf",
+        }
+    }
+    /// The Rust target of migrd, migrd-init and the reporter for it.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "aarch64-unknown-linux-musl",
+            Arch::Armhf => "armv7-unknown-linux-gnueabihf",
+        }
+    }
+    /// migrd's name for it (`migrd-init-<name>` beside `migrd`).
+    pub fn migrd_name(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "aarch64",
+            Arch::Armhf => "armv7",
+        }
+    }
+    /// The qemu-user emulator that runs its binaries on the host.
+    pub fn qemu_user(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "qemu-aarch64-static",
+            Arch::Armhf => "qemu-arm-static",
+        }
+    }
+    /// `mkimage -A` for its U-Boot scripts.
+    pub fn mkimage(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::Armhf => "arm",
+        }
+    }
+    /// U-Boot's command that boots its kernel image.
+    pub fn boot_cmd(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "booti",
+            Arch::Armhf => "bootz",
+        }
+    }
+    /// The serial number of a `virt` device's disk.
+    pub fn disk_serial(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "ARM64DISK01",
+            Arch::Armhf => "ARMV7DISK01",
+        }
+    }
+    /// Debian's busybox-static for it, unpacked by tests/lab/setup.sh.
+    pub fn busybox(self) -> Result<PathBuf> {
+        let busybox = paths::lab_dir().join(format!("{}/busybox/bin/busybox", self.debian()));
+        if !busybox.is_file() {
+            bail!(
+                "{} missing: run tests/lab/setup.sh (it downloads busybox-static for {})",
+                busybox.display(),
+                self.debian()
+            );
+        }
+        Ok(busybox)
+    }
+    /// The `migrd` built for it (static), or how to build it.
+    pub fn migrd_bin(self) -> Result<PathBuf> {
+        let p = paths::target_dir()
+            .join(self.triple())
+            .join("release/migrd");
+        if !p.is_file() {
+            bail!(
+                "{} missing: tests/lab/test.sh builds it (cargo build --release -p migrd --bin migrd --target {})",
+                p.display(),
+                self.triple()
+            );
+        }
+        Ok(p)
+    }
+}
+
 /// The machine the device is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
     /// QEMU's `virt` machine booted by U-Boot (virtio disk `vda`).
     Virt,
+    /// QEMU's `virt` machine with a 32-bit CPU (Cortex-A15) booted by
+    /// Debian's 32-bit U-Boot ([`UBOOT_ARMV7`]) through the board's
+    /// `boot.scr` (`bootz`), running Debian's armhf kernel and busybox.
+    VirtArmv7,
     /// QEMU's `virt` machine booted by the lab's own U-Boot build
     /// ([`UBOOT_BOOTCOUNT`]: boot counting, environment in `uboot.env` on
     /// the boot partition), booting through `/extlinux/extlinux.conf` as
@@ -89,31 +189,49 @@ pub enum Board {
 }
 
 impl Board {
+    /// The CPU architecture of the board's OS.
+    pub fn arch(self) -> Arch {
+        match self {
+            Board::VirtArmv7 => Arch::Armhf,
+            Board::Virt | Board::VirtBootcount | Board::Pi3 | Board::Pi4 => Arch::Arm64,
+        }
+    }
     /// The disk's kernel name.
     pub fn disk(self) -> &'static str {
         match self {
-            Board::Virt | Board::VirtBootcount => "vda",
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => "vda",
             Board::Pi3 | Board::Pi4 => "mmcblk0",
         }
     }
     /// Partition `n`'s device node.
     pub fn part(self, n: u32) -> String {
         match self {
-            Board::Virt | Board::VirtBootcount => format!("/dev/vda{n}"),
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => format!("/dev/vda{n}"),
             Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
         }
+    }
+    /// The guest's hostname.
+    pub fn hostname(self) -> &'static str {
+        match self.arch() {
+            Arch::Arm64 => HOSTNAME,
+            Arch::Armhf => HOSTNAME_ARMV7,
+        }
+    }
+    /// Root's shell prompt.
+    pub fn prompt(self) -> String {
+        format!("root@{}:~# ", self.hostname())
     }
     /// The disk's size: an SD card image must be a power of two for QEMU.
     fn disk_mib(self) -> u64 {
         match self {
-            Board::Virt | Board::VirtBootcount => 400,
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => 400,
             Board::Pi3 | Board::Pi4 => 512,
         }
     }
     /// What the old OS's initramfs loads to reach its root.
     fn root_modules(self) -> Vec<Wanted> {
         let disk = match self {
-            Board::Virt | Board::VirtBootcount => VIRT_DISK_MODULES,
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => VIRT_DISK_MODULES,
             Board::Pi3 | Board::Pi4 => PI_DISK_MODULES,
         };
         [disk, EXT4_MODULES].concat()
@@ -122,7 +240,7 @@ impl Board {
     fn rcs_extra(self) -> &'static str {
         match self {
             Board::Pi4 => "mknod -m 600 /dev/vcio c 100 0\n",
-            Board::Virt | Board::VirtBootcount | Board::Pi3 => "",
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount | Board::Pi3 => "",
         }
     }
 }
@@ -211,14 +329,8 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
 /// with the `extra` files (host path, absolute path in the guest) in its
 /// root filesystem.
 pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Result<Arm64Image> {
-    let kernel = paths::kernel("arm64")?;
-    let busybox = paths::lab_dir().join("arm64/busybox/bin/busybox");
-    if !busybox.is_file() {
-        bail!(
-            "{} missing: run tests/lab/setup.sh (it downloads busybox-static for arm64)",
-            busybox.display()
-        );
-    }
+    let kernel = paths::kernel(board.arch().debian())?;
+    let busybox = board.arch().busybox()?;
     std::fs::create_dir_all(out_dir)?;
     let work = out_dir.join("arm64-build");
     let _ = std::fs::remove_dir_all(&work);
@@ -228,10 +340,10 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
     let boot = work.join("boot");
     std::fs::create_dir_all(&boot)?;
     match board {
-        Board::Virt => {
+        Board::Virt | Board::VirtArmv7 => {
             std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
-            boot_scr(&boot, &work)?;
+            boot_scr(&boot, &work, board.arch())?;
         }
         Board::VirtBootcount => {
             std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
@@ -350,16 +462,20 @@ fn uboot_env(out: &Path, work: &Path) -> Result<()> {
 }
 
 /// The board's own boot script: what a vendor or flash-kernel leaves.
-fn boot_scr(boot: &Path, work: &Path) -> Result<()> {
+fn boot_scr(boot: &Path, work: &Path, arch: Arch) -> Result<()> {
+    let (debian, bootcmd) = (arch.debian(), arch.boot_cmd());
     tools::uboot_script(
-        "echo 'board boot script: Debian arm64 (migrd lab)'\n\
-         load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} /vmlinuz\n\
-         load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} /initrd.img\n\
-         setenv bootargs \"console=ttyAMA0 root=/dev/vda2 panic=10\"\n\
-         booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}\n",
-        "Debian arm64 boot script",
+        &format!(
+            "echo 'board boot script: Debian {debian} (migrd lab)'\n\
+             load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{kernel_addr_r}} /vmlinuz\n\
+             load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{ramdisk_addr_r}} /initrd.img\n\
+             setenv bootargs \"console=ttyAMA0 root=/dev/vda2 panic=10\"\n\
+             {bootcmd} ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
+        ),
+        &format!("Debian {debian} boot script"),
         &boot.join("boot.scr"),
         work,
+        arch,
     )
 }
 
@@ -397,7 +513,7 @@ pub fn pi_dtb_to(kernel: &Kernel, board: Board, boot: &Path) -> Result<()> {
             )?;
             Ok(())
         }
-        Board::Pi3 | Board::Virt | Board::VirtBootcount => {
+        Board::Pi3 | Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
             pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))
         }
     }
@@ -554,7 +670,7 @@ exec $B switch_root /newroot /sbin/init
 "#;
 
 const RCS: &str = r#"#!/bin/sh
-# Boot of the arm64 legacy device (busybox init runs this once).
+# Boot of the ARM legacy device (busybox init runs this once).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -o remount,rw /
@@ -565,7 +681,7 @@ mount -t tmpfs tmpfs /tmp
 for m in $(cat /etc/modules.boot); do insmod "/$m" 2>/dev/null; done
 mount -t vfat @BOOTDEV@ /boot/firmware
 hostname -F /etc/hostname
-echo "migrd-lab: arm64 legacy device up ($(uname -r))"
+echo "migrd-lab: ARM legacy device up ($(uname -r) $(uname -m))"
 "#;
 
 const INITTAB: &str = "::sysinit:/etc/init.d/rcS\n\
@@ -601,9 +717,9 @@ fn rootfs(
     }
     std::fs::copy(busybox, root.join("bin/busybox"))?;
     // The applets busybox has, as symlinks (what `busybox --install -s`
-    // would make), listed by the arm64 busybox under qemu-user.
+    // would make), listed by the board's busybox under qemu-user.
     let list = tools::run(
-        Command::new("qemu-aarch64-static")
+        Command::new(board.arch().qemu_user())
             .arg(busybox)
             .arg("--list-full"),
         "qemu-user-static",
@@ -635,10 +751,13 @@ fn rootfs(
         0o755,
     )?;
     write("etc/inittab", INITTAB, 0o644)?;
-    write("etc/hostname", &format!("{HOSTNAME}\n"), 0o644)?;
+    write("etc/hostname", &format!("{}\n", board.hostname()), 0o644)?;
     write(
         "etc/profile",
-        &format!("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\ncd /root\nPS1='{PROMPT}'\n"),
+        &format!(
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin\ncd /root\nPS1='{}'\n",
+            board.prompt()
+        ),
         0o644,
     )?;
     write(
@@ -705,23 +824,34 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// QEMU's arm64 `virt` machine with U-Boot as its firmware, 1 GiB, the
-/// device's disk first (U-Boot's `virtio 0`, the guest's `vda`).
+/// QEMU's `virt` machine (arm64, or 32-bit for [`Board::VirtArmv7`]) with
+/// U-Boot as its firmware, 1 GiB, the device's disk first (U-Boot's
+/// `virtio 0`, the guest's `vda`).
 pub fn qemu(img: &Arm64Image, log_dir: &Path) -> Qemu {
-    let mut q = Qemu::aarch64_virt(log_dir);
+    let mut q = match img.board.arch() {
+        Arch::Arm64 => Qemu::aarch64_virt(log_dir),
+        Arch::Armhf => Qemu::armv7_virt(log_dir),
+    };
     let bios = match img.board {
         Board::VirtBootcount => paths::lab_dir().join(UBOOT_BOOTCOUNT),
-        _ => PathBuf::from(UBOOT),
+        Board::VirtArmv7 => PathBuf::from(UBOOT_ARMV7),
+        Board::Virt | Board::Pi3 | Board::Pi4 => PathBuf::from(UBOOT),
     };
     q.args(["-m", "1024", "-bios", &bios.to_string_lossy()])
-        .disk(&img.disk, Some("ARM64DISK01"));
+        .disk(&img.disk, Some(img.board.arch().disk_serial()));
     q
 }
 
 /// Start `qemu` as boot `name` and wait for the root shell.
 pub fn boot(qemu: &Qemu, name: &str) -> Result<Guest> {
+    boot_board(qemu, name, Board::Virt)
+}
+
+/// Start `qemu` as boot `name` of a `board` device and wait for its root
+/// shell.
+pub fn boot_board(qemu: &Qemu, name: &str, board: Board) -> Result<Guest> {
     let mut g = Guest::start(qemu, name)?;
-    g.login(PROMPT, BOOT_TIMEOUT)
-        .with_context(|| format!("arm64 legacy device boot {name}"))?;
+    g.login(&board.prompt(), BOOT_TIMEOUT)
+        .with_context(|| format!("{board:?} legacy device boot {name}"))?;
     Ok(g)
 }

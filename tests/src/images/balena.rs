@@ -13,12 +13,14 @@
 //!
 //! The arm64 U-Boot variant ([`Boot::Uboot`]) keeps the MBR layout; U-Boot's
 //! distro boot runs `boot.scr` on resin-boot (made by `mkimage`), which
-//! boots Debian's arm64 kernel and the aarch64 reporter with `booti`.
+//! boots Debian's arm64 kernel and the aarch64 reporter with `booti`. The
+//! 32-bit variant ([`Boot::UbootArmv7`]) is the same with Debian's armhf
+//! kernel (`armmp`), the armv7 reporter and `bootz`.
 //!
 //! Built without loop devices or mounts: mkfs.vfat -C, mcopy, mkfs.ext4 -d,
 //! sfdisk, grub-mkimage, then written into the disk file at each offset.
 
-use super::arm64_legacy::Board;
+use super::arm64_legacy::{Arch, Board};
 use super::{reporter_initramfs, tools};
 use crate::paths::{self, Kernel};
 use anyhow::{ensure, Context, Result};
@@ -31,6 +33,8 @@ use std::process::{Command, Stdio};
 pub const DEVICE_TYPE: &str = "genericx86-64-ext";
 /// `device-type.json` slug of the arm64 U-Boot image.
 pub const DEVICE_TYPE_ARM64: &str = "generic-aarch64";
+/// `device-type.json` slug of the 32-bit ARM U-Boot image.
+pub const DEVICE_TYPE_ARMV7: &str = "generic-armv7ahf";
 /// `device-type.json` slug of the Raspberry Pi 3 image.
 pub const DEVICE_TYPE_PI3: &str = "raspberrypi3-64";
 /// `device-type.json` slug of the Raspberry Pi 4 image.
@@ -57,6 +61,8 @@ pub enum Boot {
     Uefi,
     /// arm64, MBR, U-Boot distro boot runs `boot.scr` on resin-boot.
     Uboot,
+    /// 32-bit ARM (armv7hf), as [`Boot::Uboot`]; `boot.scr` uses `bootz`.
+    UbootArmv7,
     /// Raspberry Pi 3 (64-bit): MBR, resin-boot holds config.txt,
     /// cmdline.txt, kernel8.img, the reporter as initramfs and the device
     /// tree, as the Pi firmware reads them.
@@ -72,8 +78,17 @@ impl Boot {
         match self {
             Boot::Bios | Boot::Uefi => DEVICE_TYPE,
             Boot::Uboot => DEVICE_TYPE_ARM64,
+            Boot::UbootArmv7 => DEVICE_TYPE_ARMV7,
             Boot::Pi3 => DEVICE_TYPE_PI3,
             Boot::Pi4 => DEVICE_TYPE_PI4,
+        }
+    }
+    /// The ARM architecture it is for (`None` on x86).
+    pub fn arm_arch(self) -> Option<Arch> {
+        match self {
+            Boot::Uboot | Boot::Pi3 | Boot::Pi4 => Some(Arch::Arm64),
+            Boot::UbootArmv7 => Some(Arch::Armhf),
+            Boot::Bios | Boot::Uefi => None,
         }
     }
 }
@@ -138,14 +153,14 @@ pub fn image(out_dir: &Path) -> Result<BalenaImage> {
 
 /// Build the image for `boot` into `out_dir`, like [`image`].
 pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
-    match boot {
-        Boot::Uboot | Boot::Pi3 | Boot::Pi4 => build_for(
+    match boot.arm_arch() {
+        Some(arch) => build_for(
             out_dir,
-            &paths::reporter_bin_for("aarch64-unknown-linux-musl")?,
-            &paths::kernel("arm64")?,
+            &paths::reporter_bin_for(arch.triple())?,
+            &paths::kernel(arch.debian())?,
             boot,
         ),
-        Boot::Bios | Boot::Uefi => build_for(
+        None => build_for(
             out_dir,
             &paths::reporter_bin()?,
             &paths::kernel("amd64")?,
@@ -158,7 +173,7 @@ pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
 /// extended partition at 4, the GPT one numbers them in order.
 pub fn part_number(part: &Part, boot: Boot) -> u32 {
     match boot {
-        Boot::Bios | Boot::Uboot | Boot::Pi3 | Boot::Pi4 => part.index,
+        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi3 | Boot::Pi4 => part.index,
         Boot::Uefi if part.index > 4 => part.index - 1,
         Boot::Uefi => part.index,
     }
@@ -194,7 +209,8 @@ pub fn build_for(
     match fw {
         Boot::Bios => copy_grub_modules(&boot)?,
         Boot::Uefi => make_grub_efi(&boot, &work)?,
-        Boot::Uboot => make_boot_scr(&boot, &work)?,
+        Boot::Uboot => make_boot_scr(&boot, &work, Arch::Arm64)?,
+        Boot::UbootArmv7 => make_boot_scr(&boot, &work, Arch::Armhf)?,
         Boot::Pi3 => pi_boot_files(&boot, kernel, Board::Pi3)?,
         Boot::Pi4 => pi_boot_files(&boot, kernel, Board::Pi4)?,
     }
@@ -243,6 +259,11 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
             "Generic aarch64 (migrd lab synthetic)",
             "aarch64",
         ),
+        Boot::UbootArmv7 => (
+            DEVICE_TYPE_ARMV7,
+            "Generic ARMv7-a HF (migrd lab synthetic)",
+            "armv7hf",
+        ),
         Boot::Pi3 => (
             DEVICE_TYPE_PI3,
             "Raspberry Pi 3 64-bit (migrd lab synthetic)",
@@ -284,20 +305,23 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
 }
 
 /// `boot.scr` for U-Boot's distro boot (made by `mkimage`, as a board
-/// vendor would): the kernel and the reporter from resin-boot, `booti`.
-fn make_boot_scr(boot: &Path, work: &Path) -> Result<()> {
+/// vendor would): the kernel and the reporter from resin-boot, `booti`
+/// (arm64) or `bootz` (armhf).
+fn make_boot_scr(boot: &Path, work: &Path, arch: Arch) -> Result<()> {
+    let bootcmd = arch.boot_cmd();
     let text = format!(
             "echo 'Booting the synthetic balenaOS'\n\
              load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{kernel_addr_r}} /vmlinuz\n\
              load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{ramdisk_addr_r}} /balena-reporter.img\n\
              setenv bootargs \"{CMDLINE_ARM64}\"\n\
-             booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
+             {bootcmd} ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
     );
     tools::uboot_script(
         &text,
         "balenaOS (migrd lab synthetic)",
         &boot.join("boot.scr"),
         work,
+        arch,
     )
 }
 
@@ -365,7 +389,7 @@ fn make_grub_efi(boot: &Path, work: &Path) -> Result<()> {
 fn partition(disk: &Path, fw: Boot) -> Result<()> {
     let sec = |mib: u64| mib * 2048;
     let script = match fw {
-        Boot::Bios | Boot::Uboot | Boot::Pi3 | Boot::Pi4 => mbr_script(&sec),
+        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi3 | Boot::Pi4 => mbr_script(&sec),
         Boot::Uefi => gpt_script(&sec),
     };
     sfdisk(disk, &script)
