@@ -101,6 +101,17 @@ impl Qemu {
         q
     }
 
+    /// QEMU's Raspberry Pi 2 Model B (`raspi2b`, BCM2836, four Cortex-A7,
+    /// TCG, 1 GiB), no display; booted like [`Qemu::raspi3b`].
+    pub fn raspi2b(log_dir: &Path) -> Self {
+        let mut q = Qemu::bare("qemu-system-arm", log_dir);
+        q.args([
+            "-accel", "tcg", "-M", "raspi2b", "-m", "1G", "-display", "none",
+        ]);
+        q.args(["-monitor", "none", "-no-reboot"]);
+        q
+    }
+
     /// Append arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(&mut self, a: I) -> &mut Self {
         self.args

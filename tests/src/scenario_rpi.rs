@@ -66,6 +66,7 @@ pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
     let boot = match board {
+        Board::Pi2 => balena::Boot::Pi2,
         Board::Pi3 => balena::Boot::Pi3,
         Board::Pi4 => balena::Boot::Pi4,
         Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
@@ -75,11 +76,11 @@ pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
     let img = balena::image_for(&logs.join("balena"), boot)?;
     let config = logs.join("config.json");
     std::fs::write(&config, config_json_for(boot.device_type()))?;
-    let triple = crate::scenario_uboot::TRIPLE;
-    let migrd = paths::target_dir().join(triple).join("release/migrd");
+    let arch = board.arch();
+    let init = format!("/root/tools/migrd-init-{}", arch.migrd_name());
     let tools = [
-        (migrd, "/root/tools/migrd"),
-        (paths::init_bin(triple)?, "/root/tools/migrd-init-aarch64"),
+        (arch.migrd_bin()?, "/root/tools/migrd"),
+        (paths::init_bin(arch.triple())?, init.as_str()),
         (img.gz.clone(), "/root/tools/balena.img.gz"),
         (config, "/root/tools/config.json"),
     ];
@@ -103,6 +104,7 @@ impl RpiLab {
     fn firmware_board(&self) -> rpi_firmware::Board {
         match self.board {
             Board::Pi4 => rpi_firmware::Board::Pi4,
+            Board::Pi2 => rpi_firmware::Board::Pi2,
             Board::Pi3 | Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
                 rpi_firmware::Board::Pi3
             }
@@ -162,7 +164,10 @@ impl RpiLab {
         std::fs::write(&kernel, read(&sel.kernel)?)?;
         let dtb = self.logs.join(format!("{name}.dtb"));
         std::fs::write(&dtb, read(&sel.dtb)?)?;
-        let mut q = Qemu::raspi3b(&self.logs);
+        let mut q = match self.board {
+            Board::Pi2 => Qemu::raspi2b(&self.logs),
+            _ => Qemu::raspi3b(&self.logs),
+        };
         q.args(["-kernel", &kernel.display().to_string()])
             .args(["-dtb", &dtb.display().to_string()]);
         if !sel.initramfs.is_empty() {
@@ -184,7 +189,7 @@ impl RpiLab {
     /// Boot the old OS to its shell.
     pub fn old_os(&mut self, name: &str) -> Result<Guest> {
         let (_, q) = self.select(name)?;
-        arm64_legacy::boot(&q, name)
+        arm64_legacy::boot_board(&q, name, self.board)
     }
 
     /// Boot what the firmware picks, wait for the kernel's reboot or

@@ -35,7 +35,9 @@ pub fn balena_boot(board: Board) -> Result<balena::Boot> {
     match board {
         Board::Virt | Board::VirtBootcount => Ok(balena::Boot::Uboot),
         Board::VirtArmv7 => Ok(balena::Boot::UbootArmv7),
-        Board::Pi3 | Board::Pi4 => anyhow::bail!("scenario_uboot is for U-Boot boards"),
+        Board::Pi2 | Board::Pi3 | Board::Pi4 => {
+            anyhow::bail!("scenario_uboot is for U-Boot boards")
+        }
     }
 }
 

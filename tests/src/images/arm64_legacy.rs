@@ -172,6 +172,14 @@ pub enum Board {
     /// entry (`/extlinux/recovery.conf`, the same OS); `/etc/fw_env.config`
     /// names `/boot/firmware/uboot.env`.
     VirtBootcount,
+    /// A Raspberry Pi 2 Model B (QEMU's `raspi2b`, Cortex-A7; SD card
+    /// `mmcblk0`) with the 32-bit Raspberry Pi OS's boot files: config.txt
+    /// (no `arm_64bit`, `auto_initramfs`), cmdline.txt, kernel7.img
+    /// (Debian's armhf `armmp` kernel), initramfs7 and the board's device
+    /// tree (Debian's `bcm2836-rpi-2-b.dtb` under the firmware's name
+    /// `bcm2709-rpi-2-b.dtb`). Its initramfs also loads the SoC's watchdog
+    /// driver (`bcm2835_wdt`), through which the Pi restarts.
+    Pi2,
     /// A Raspberry Pi 3 Model B (QEMU's `raspi3b`; SD card `mmcblk0`),
     /// with Raspberry Pi OS bookworm's boot files: config.txt
     /// (`arm_64bit`, `auto_initramfs`), cmdline.txt, kernel8.img,
@@ -192,7 +200,7 @@ impl Board {
     /// The CPU architecture of the board's OS.
     pub fn arch(self) -> Arch {
         match self {
-            Board::VirtArmv7 => Arch::Armhf,
+            Board::VirtArmv7 | Board::Pi2 => Arch::Armhf,
             Board::Virt | Board::VirtBootcount | Board::Pi3 | Board::Pi4 => Arch::Arm64,
         }
     }
@@ -200,14 +208,14 @@ impl Board {
     pub fn disk(self) -> &'static str {
         match self {
             Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => "vda",
-            Board::Pi3 | Board::Pi4 => "mmcblk0",
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => "mmcblk0",
         }
     }
     /// Partition `n`'s device node.
     pub fn part(self, n: u32) -> String {
         match self {
             Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => format!("/dev/vda{n}"),
-            Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
         }
     }
     /// The guest's hostname.
@@ -225,22 +233,24 @@ impl Board {
     fn disk_mib(self) -> u64 {
         match self {
             Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => 400,
-            Board::Pi3 | Board::Pi4 => 512,
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => 512,
         }
     }
     /// What the old OS's initramfs loads to reach its root.
     fn root_modules(self) -> Vec<Wanted> {
-        let disk = match self {
-            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => VIRT_DISK_MODULES,
-            Board::Pi3 | Board::Pi4 => PI_DISK_MODULES,
-        };
-        [disk, EXT4_MODULES].concat()
+        match self {
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
+                [VIRT_DISK_MODULES, EXT4_MODULES].concat()
+            }
+            Board::Pi2 => [PI_DISK_MODULES, EXT4_MODULES, PI_RESTART_MODULES].concat(),
+            Board::Pi3 | Board::Pi4 => [PI_DISK_MODULES, EXT4_MODULES].concat(),
+        }
     }
     /// Extra lines of the init script.
     fn rcs_extra(self) -> &'static str {
         match self {
             Board::Pi4 => "mknod -m 600 /dev/vcio c 100 0\n",
-            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount | Board::Pi3 => "",
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount | Board::Pi2 | Board::Pi3 => "",
         }
     }
 }
@@ -258,6 +268,14 @@ const PI_DISK_MODULES: &[Wanted] = &[
         required: false,
     },
 ];
+
+/// How a Raspberry Pi restarts: the SoC's watchdog (Debian builds it as a
+/// module; without it the kernel's restart finds no handler and halts).
+const PI_RESTART_MODULES: &[Wanted] = &[Wanted {
+    name: "bcm2835_wdt",
+    reason: "restart through the SoC's watchdog",
+    required: true,
+}];
 
 /// What every old OS's initramfs loads to mount its root.
 const EXT4_MODULES: &[Wanted] = &[
@@ -350,6 +368,11 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
             extlinux_files(&boot)?;
             uboot_env(&boot.join("uboot.env"), &work)?;
+        }
+        Board::Pi2 => {
+            std::fs::copy(&kernel.image, boot.join("kernel7.img"))?;
+            initramfs(&busybox, &kernel, &idx, board, &boot.join("initramfs7"))?;
+            pi_boot_files(&boot, &kernel, board)?;
         }
         Board::Pi3 | Board::Pi4 => {
             std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
@@ -480,13 +503,20 @@ fn boot_scr(boot: &Path, work: &Path, arch: Arch) -> Result<()> {
 }
 
 /// Raspberry Pi OS bookworm's boot files for a Pi running a 64-bit
-/// kernel, with Debian's device tree under the firmware's name for it.
+/// kernel (32-bit on [`Board::Pi2`]: no `arm_64bit`), with Debian's device
+/// tree under the firmware's name for it.
 fn pi_boot_files(boot: &Path, kernel: &Kernel, board: Board) -> Result<()> {
+    let arm_64bit = match board.arch() {
+        Arch::Arm64 => "arm_64bit=1\n",
+        Arch::Armhf => "",
+    };
     std::fs::write(
         boot.join("config.txt"),
-        "# Raspberry Pi OS bookworm defaults (migrd lab)\n\
-         dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\n\
-         auto_initramfs=1\ndisable_overscan=1\narm_64bit=1\n\n[cm4]\notg_mode=1\n\n[all]\n",
+        format!(
+            "# Raspberry Pi OS bookworm defaults (migrd lab)\n\
+             dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\n\
+             auto_initramfs=1\ndisable_overscan=1\n{arm_64bit}\n[cm4]\notg_mode=1\n\n[all]\n"
+        ),
     )?;
     std::fs::write(
         boot.join("cmdline.txt"),
@@ -513,6 +543,12 @@ pub fn pi_dtb_to(kernel: &Kernel, board: Board, boot: &Path) -> Result<()> {
             )?;
             Ok(())
         }
+        Board::Pi2 => {
+            let dtb = debian_dtb(kernel, "bcm2836-rpi-2-b.dtb")?;
+            std::fs::copy(&dtb, boot.join("bcm2709-rpi-2-b.dtb"))
+                .with_context(|| dtb.display().to_string())?;
+            Ok(())
+        }
         Board::Pi3 | Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
             pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))
         }
@@ -528,7 +564,7 @@ pub const PI4_MODEL: &str = "Raspberry Pi 4 Model B Rev 1.4";
 /// console would take no input. Raspberry Pi OS users do the same with
 /// `dtoverlay=disable-bt` to get the PL011 back.
 pub fn pi3_dtb_to(kernel: &Kernel, out: &Path) -> Result<()> {
-    let dtb = pi3_dtb(kernel)?;
+    let dtb = debian_dtb(kernel, "bcm2837-rpi-3-b.dtb")?;
     std::fs::copy(&dtb, out).with_context(|| dtb.display().to_string())?;
     tools::run(
         Command::new("fdtput")
@@ -540,8 +576,8 @@ pub fn pi3_dtb_to(kernel: &Kernel, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Debian's device tree for the Raspberry Pi 3 Model B.
-fn pi3_dtb(kernel: &Kernel) -> Result<PathBuf> {
+/// Debian's device tree `name` (a Broadcom one) of the `kernel` package.
+fn debian_dtb(kernel: &Kernel, name: &str) -> Result<PathBuf> {
     let base = kernel
         .modules_dir
         .parent()
@@ -549,13 +585,16 @@ fn pi3_dtb(kernel: &Kernel) -> Result<PathBuf> {
         .context("kernel folder")?
         .join("usr/lib");
     for e in std::fs::read_dir(&base).with_context(|| base.display().to_string())? {
-        let p = e?.path().join("broadcom/bcm2837-rpi-3-b.dtb");
-        if p.is_file() {
-            return Ok(p);
+        let dir = e?.path();
+        // arm64 packages keep them by vendor, armhf's armmp in one folder.
+        for p in [dir.join("broadcom").join(name), dir.join(name)] {
+            if p.is_file() {
+                return Ok(p);
+            }
         }
     }
     bail!(
-        "no bcm2837-rpi-3-b.dtb under {}/linux-image-*/broadcom",
+        "no {name} under {}/linux-image-*/[broadcom/]",
         base.display()
     )
 }
@@ -587,8 +626,8 @@ fn modules(
         .collect()
 }
 
-/// The old OS's busybox initramfs: modules for the disk and ext4, then
-/// `switch_root` to `/dev/vda2`.
+/// The old OS's busybox initramfs: modules for the disk and ext4 (and
+/// the board's restart driver), then `switch_root` to the root partition.
 fn initramfs(
     busybox: &Path,
     kernel: &Kernel,
@@ -785,6 +824,9 @@ fn rootfs(
     std::fs::copy(&kernel.config, root.join(format!("boot/config-{rel}")))?;
     let mut all = wanted::default_set();
     all.extend_from_slice(BOOT_FS_MODULES);
+    if board == Board::Pi2 {
+        all.extend_from_slice(PI_RESTART_MODULES);
+    }
     let mods = root.join("lib/modules").join(rel);
     for (src, in_mods) in modules(kernel, idx, &all)? {
         let to = mods.join(&in_mods);
@@ -834,7 +876,7 @@ pub fn qemu(img: &Arm64Image, log_dir: &Path) -> Qemu {
     };
     let bios = match img.board {
         Board::VirtBootcount => paths::lab_dir().join(UBOOT_BOOTCOUNT),
-        Board::VirtArmv7 => PathBuf::from(UBOOT_ARMV7),
+        Board::VirtArmv7 | Board::Pi2 => PathBuf::from(UBOOT_ARMV7),
         Board::Virt | Board::Pi3 | Board::Pi4 => PathBuf::from(UBOOT),
     };
     q.args(["-m", "1024", "-bios", &bios.to_string_lossy()])

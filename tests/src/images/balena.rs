@@ -35,6 +35,8 @@ pub const DEVICE_TYPE: &str = "genericx86-64-ext";
 pub const DEVICE_TYPE_ARM64: &str = "generic-aarch64";
 /// `device-type.json` slug of the 32-bit ARM U-Boot image.
 pub const DEVICE_TYPE_ARMV7: &str = "generic-armv7ahf";
+/// `device-type.json` slug of the Raspberry Pi 2 image (32-bit).
+pub const DEVICE_TYPE_PI2: &str = "raspberry-pi2";
 /// `device-type.json` slug of the Raspberry Pi 3 image.
 pub const DEVICE_TYPE_PI3: &str = "raspberrypi3-64";
 /// `device-type.json` slug of the Raspberry Pi 4 image.
@@ -63,6 +65,10 @@ pub enum Boot {
     Uboot,
     /// 32-bit ARM (armv7hf), as [`Boot::Uboot`]; `boot.scr` uses `bootz`.
     UbootArmv7,
+    /// Raspberry Pi 2 (32-bit): as [`Boot::Pi3`] with kernel7.img (Debian's
+    /// armhf kernel), no `arm_64bit`, the armv7 reporter and the Pi 2's
+    /// device tree.
+    Pi2,
     /// Raspberry Pi 3 (64-bit): MBR, resin-boot holds config.txt,
     /// cmdline.txt, kernel8.img, the reporter as initramfs and the device
     /// tree, as the Pi firmware reads them.
@@ -79,6 +85,7 @@ impl Boot {
             Boot::Bios | Boot::Uefi => DEVICE_TYPE,
             Boot::Uboot => DEVICE_TYPE_ARM64,
             Boot::UbootArmv7 => DEVICE_TYPE_ARMV7,
+            Boot::Pi2 => DEVICE_TYPE_PI2,
             Boot::Pi3 => DEVICE_TYPE_PI3,
             Boot::Pi4 => DEVICE_TYPE_PI4,
         }
@@ -87,7 +94,7 @@ impl Boot {
     pub fn arm_arch(self) -> Option<Arch> {
         match self {
             Boot::Uboot | Boot::Pi3 | Boot::Pi4 => Some(Arch::Arm64),
-            Boot::UbootArmv7 => Some(Arch::Armhf),
+            Boot::UbootArmv7 | Boot::Pi2 => Some(Arch::Armhf),
             Boot::Bios | Boot::Uefi => None,
         }
     }
@@ -173,7 +180,9 @@ pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
 /// extended partition at 4, the GPT one numbers them in order.
 pub fn part_number(part: &Part, boot: Boot) -> u32 {
     match boot {
-        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi3 | Boot::Pi4 => part.index,
+        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi2 | Boot::Pi3 | Boot::Pi4 => {
+            part.index
+        }
         Boot::Uefi if part.index > 4 => part.index - 1,
         Boot::Uefi => part.index,
     }
@@ -200,8 +209,8 @@ pub fn build_for(
     std::fs::create_dir_all(work.join("rootA/etc"))?;
 
     let modules = reporter_initramfs::write(reporter, kernel, &boot.join("balena-reporter.img"))?;
-    // The Pi firmware's kernel is kernel8.img (pi_boot_files).
-    if !matches!(fw, Boot::Pi3 | Boot::Pi4) {
+    // The Pi firmware's kernel is kernel7.img or kernel8.img (pi_boot_files).
+    if !matches!(fw, Boot::Pi2 | Boot::Pi3 | Boot::Pi4) {
         std::fs::copy(&kernel.image, boot.join("vmlinuz"))
             .with_context(|| format!("copying {}", kernel.image.display()))?;
     }
@@ -211,6 +220,7 @@ pub fn build_for(
         Boot::Uefi => make_grub_efi(&boot, &work)?,
         Boot::Uboot => make_boot_scr(&boot, &work, Arch::Arm64)?,
         Boot::UbootArmv7 => make_boot_scr(&boot, &work, Arch::Armhf)?,
+        Boot::Pi2 => pi_boot_files(&boot, kernel, Board::Pi2)?,
         Boot::Pi3 => pi_boot_files(&boot, kernel, Board::Pi3)?,
         Boot::Pi4 => pi_boot_files(&boot, kernel, Board::Pi4)?,
     }
@@ -262,6 +272,11 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
         Boot::UbootArmv7 => (
             DEVICE_TYPE_ARMV7,
             "Generic ARMv7-a HF (migrd lab synthetic)",
+            "armv7hf",
+        ),
+        Boot::Pi2 => (
+            DEVICE_TYPE_PI2,
+            "Raspberry Pi 2 (migrd lab synthetic)",
             "armv7hf",
         ),
         Boot::Pi3 => (
@@ -327,10 +342,14 @@ fn make_boot_scr(boot: &Path, work: &Path, arch: Arch) -> Result<()> {
 
 /// The Pi firmware's files on resin-boot: the reporter is the initramfs.
 fn pi_boot_files(boot: &Path, kernel: &Kernel, board: Board) -> Result<()> {
-    std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
+    let (arm_64bit, image) = match board.arch() {
+        Arch::Arm64 => ("arm_64bit=1\n", "kernel8.img"),
+        Arch::Armhf => ("", "kernel7.img"),
+    };
+    std::fs::copy(&kernel.image, boot.join(image))?;
     std::fs::write(
         boot.join("config.txt"),
-        "arm_64bit=1\nkernel=kernel8.img\ninitramfs balena-reporter.img followkernel\n",
+        format!("{arm_64bit}kernel={image}\ninitramfs balena-reporter.img followkernel\n"),
     )?;
     std::fs::write(boot.join("cmdline.txt"), format!("{CMDLINE_ARM64}\n"))?;
     super::arm64_legacy::pi_dtb_to(kernel, board, boot)?;
@@ -389,7 +408,9 @@ fn make_grub_efi(boot: &Path, work: &Path) -> Result<()> {
 fn partition(disk: &Path, fw: Boot) -> Result<()> {
     let sec = |mib: u64| mib * 2048;
     let script = match fw {
-        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi3 | Boot::Pi4 => mbr_script(&sec),
+        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi2 | Boot::Pi3 | Boot::Pi4 => {
+            mbr_script(&sec)
+        }
         Boot::Uefi => gpt_script(&sec),
     };
     sfdisk(disk, &script)
