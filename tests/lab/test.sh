@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/lab/setup.sh
 step() { printf '\n==> %s\n' "$*"; }
-step "static migrd-init (x86_64, aarch64) and the lab's balena-reporter"
+step "static migrd-init (x86_64, aarch64) and the lab's balena-reporter (x86_64, aarch64, armv7)"
 cargo build --locked -p migrd-init --profile init --target x86_64-unknown-linux-musl
 cargo build --locked -p migrd-init --profile init --target aarch64-unknown-linux-musl
 cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target x86_64-unknown-linux-musl
 cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target aarch64-unknown-linux-musl
+cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target armv7-unknown-linux-gnueabihf
 step "static ARM builds: migrd-init and migrd for aarch64 (musl) and armv7 (glibc + crt-static)"
 cargo build --locked -p migrd-init --profile init --target armv7-unknown-linux-gnueabihf
 # migrd links C libzstd and liblzma. No aarch64 musl C toolchain is packaged

@@ -34,6 +34,11 @@ pub struct Output {
     pub text: String,
 }
 
+/// What an ARM kernel prints when its restart did not reset the machine
+/// (`machine_restart` fell through: no PSCI reset, no watchdog): the CPUs
+/// are halted and nothing will happen any more.
+pub const RESTART_FAILED: &str = "Reboot failed -- System halted";
+
 /// A running QEMU whose serial console this process drives.
 pub struct Guest {
     child: Child,
@@ -303,13 +308,22 @@ impl Guest {
     }
 
     /// Wait for QEMU to exit by itself (guest power-off, or reboot with
-    /// `-no-reboot`); kill it after `timeout` and fail.
+    /// `-no-reboot`); kill it after `timeout` and fail. A kernel that says
+    /// its restart failed ([`RESTART_FAILED`]) fails at once: it has
+    /// stopped the CPUs and the machine will never reset.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
         let t0 = Instant::now();
         loop {
             if let Some(code) = self.exited()? {
                 self.join_reader();
                 return Ok(code);
+            }
+            if self.serial().contains(RESTART_FAILED) {
+                self.kill();
+                bail!(
+                    "the guest's restart failed (no reset; QEMU killed); {}",
+                    self.tail()
+                );
             }
             if t0.elapsed() > timeout {
                 self.kill();

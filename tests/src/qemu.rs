@@ -69,22 +69,20 @@ impl Qemu {
     /// QEMU's arm64 `virt` machine (Cortex-A57, TCG), 512 MiB, 2 CPUs, no
     /// display, no network; add the firmware (`-bios`) and disks.
     pub fn aarch64_virt(log_dir: &Path) -> Self {
-        let mut q = Qemu::bare("qemu-system-aarch64", log_dir);
-        q.args([
-            "-accel",
-            "tcg",
-            "-M",
-            "virt",
-            "-cpu",
-            "cortex-a57",
-            "-m",
-            "512",
-            "-smp",
-            "2",
-            "-display",
-            "none",
-        ]);
-        q.args(["-monitor", "none", "-no-reboot", "-nic", "none"]);
+        Qemu::arm_virt(log_dir, "qemu-system-aarch64", "cortex-a57")
+    }
+
+    /// QEMU's 32-bit arm `virt` machine (Cortex-A15, TCG), otherwise as
+    /// [`Qemu::aarch64_virt`].
+    pub fn armv7_virt(log_dir: &Path) -> Self {
+        Qemu::arm_virt(log_dir, "qemu-system-arm", "cortex-a15")
+    }
+
+    fn arm_virt(log_dir: &Path, bin: &str, cpu: &str) -> Self {
+        let mut q = Qemu::bare(bin, log_dir);
+        q.args(["-accel", "tcg", "-M", "virt", "-cpu", cpu, "-m", "512"]);
+        q.args(["-smp", "2", "-display", "none", "-monitor", "none"]);
+        q.args(["-no-reboot", "-nic", "none"]);
         q
     }
 
@@ -100,6 +98,17 @@ impl Qemu {
         let mut q = Qemu::bare("qemu-system-aarch64", log_dir);
         q.args([
             "-accel", "tcg", "-M", "raspi3b", "-m", "1G", "-display", "none",
+        ]);
+        q.args(["-monitor", "none", "-no-reboot"]);
+        q
+    }
+
+    /// QEMU's Raspberry Pi 2 Model B (`raspi2b`, BCM2836, four Cortex-A7,
+    /// TCG, 1 GiB), no display; booted like [`Qemu::raspi3b`].
+    pub fn raspi2b(log_dir: &Path) -> Self {
+        let mut q = Qemu::bare("qemu-system-arm", log_dir);
+        q.args([
+            "-accel", "tcg", "-M", "raspi2b", "-m", "1G", "-display", "none",
         ]);
         q.args(["-monitor", "none", "-no-reboot"]);
         q

@@ -82,6 +82,12 @@ impl BootFs for FatImage {
 /// The board models the lab uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
+    /// Raspberry Pi 2 Model B v1.1 (BCM2836, Cortex-A7: 32-bit only; what
+    /// `-M raspi2b` emulates). `bootcode.bin` firmware (no tryboot), the
+    /// `[pi2]` filter, default kernel `kernel7.img` (`arm_64bit` cannot
+    /// apply: the CPU has no 64-bit mode), device tree
+    /// `bcm2709-rpi-2-b.dtb`.
+    Pi2,
     /// Raspberry Pi 3 Model B (what `-M raspi3b` emulates).
     Pi3,
     /// Raspberry Pi 3 Model B+.
@@ -93,6 +99,7 @@ pub enum Board {
 impl Board {
     fn obeys(self, filter: &str) -> bool {
         match self {
+            Board::Pi2 => filter == "pi2",
             Board::Pi3 => filter == "pi3",
             Board::Pi3Plus => filter == "pi3" || filter == "pi3+",
             Board::Pi4 => filter == "pi4",
@@ -104,8 +111,12 @@ impl Board {
     fn default_64bit(self) -> bool {
         self == Board::Pi4
     }
+    fn can_run_64bit(self) -> bool {
+        self != Board::Pi2
+    }
     fn dtb(self) -> &'static str {
         match self {
+            Board::Pi2 => "bcm2709-rpi-2-b.dtb",
             Board::Pi3 => "bcm2710-rpi-3-b.dtb",
             Board::Pi3Plus => "bcm2710-rpi-3-b-plus.dtb",
             Board::Pi4 => "bcm2711-rpi-4-b.dtb",
@@ -249,7 +260,8 @@ impl Firmware {
         settings(fs, &cfg, board, flag, &mut Filters::default(), 0, &mut s);
 
         let prefix = last(&s, "os_prefix").unwrap_or("").to_string();
-        let arm_64bit = last(&s, "arm_64bit").map_or(board.default_64bit(), |v| v != "0");
+        let arm_64bit = board.can_run_64bit()
+            && last(&s, "arm_64bit").map_or(board.default_64bit(), |v| v != "0");
         let kernel_name = match last(&s, "kernel") {
             Some(k) => k.to_string(),
             None if arm_64bit => "kernel8.img".into(),
@@ -380,6 +392,43 @@ mod tests {
             .boot(&DirFs(p), Board::Pi3)
             .unwrap();
         assert_eq!(pi3.config_file, "config.txt");
+    }
+
+    #[test]
+    fn a_pi2_boots_kernel7_with_its_own_filter_and_device_tree() {
+        let (_d, p) = fixture("rpi3-buster", "boot");
+        std::fs::write(p.join("initramfs7"), "i\n").unwrap();
+        std::fs::write(p.join("tb.txt"), "tryboot\n").unwrap();
+        std::fs::write(p.join("tryboot.txt"), "cmdline=tb.txt\n").unwrap();
+        std::fs::write(
+            p.join("config.txt"),
+            "arm_64bit=1\nauto_initramfs=1\n[pi3]\nkernel=pi3.img\n[pi2]\ncmdline=c2.txt\n[all]\n",
+        )
+        .unwrap();
+        std::fs::write(p.join("c2.txt"), "pi2-cmdline\n").unwrap();
+        let mut fw = Firmware { tryboot_flag: true };
+        let sel = fw.boot(&DirFs(p.clone()), Board::Pi2).unwrap();
+        // No 64-bit mode: kernel7.img despite arm_64bit=1, and its
+        // initramfs7; [pi3] skipped, [pi2] applied; no tryboot.
+        assert_eq!(
+            (
+                sel.config_file.as_str(),
+                sel.kernel.as_str(),
+                sel.cmdline.as_str(),
+                sel.dtb.as_str()
+            ),
+            (
+                "config.txt",
+                "kernel7.img",
+                "pi2-cmdline",
+                "bcm2709-rpi-2-b.dtb"
+            )
+        );
+        assert_eq!(sel.initramfs, ["initramfs7"]);
+        assert!(!sel.tryboot && !fw.tryboot_flag);
+        // The same card on a Pi 3: its own section and the 64-bit kernel.
+        let e = Firmware::default().boot(&DirFs(p), Board::Pi3).unwrap_err();
+        assert!(e.to_string().contains("pi3.img"), "{e}");
     }
 
     #[test]

@@ -30,9 +30,7 @@ pub const TOOLS: &str = "/root/tools";
 pub const REBOOT: &str = "reboot: ";
 /// How the kernel's restart line starts (with or without an argument).
 pub const RESTARTING: &str = "reboot: Restarting system";
-/// What an Arm kernel prints when no restart handler reset the machine;
-/// it then halts for good.
-pub const RESTART_FAILED: &str = "Reboot failed -- System halted";
+use crate::guest::RESTART_FAILED;
 /// From the restart line to the machine's reset (QEMU's exit).
 const RESET_TIMEOUT: Duration = Duration::from_secs(30);
 /// How the kernel says it restarts with an argument (`reboot(2)` with
@@ -73,20 +71,21 @@ pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
     let boot = match board {
+        Board::Pi2 => balena::Boot::Pi2,
         Board::Pi3 => balena::Boot::Pi3,
         Board::Pi4 => balena::Boot::Pi4,
-        Board::Virt | Board::VirtBootcount => {
+        Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
             anyhow::bail!("scenario_rpi::lab is for Raspberry Pi boards")
         }
     };
     let img = balena::image_for(&logs.join("balena"), boot)?;
     let config = logs.join("config.json");
     std::fs::write(&config, config_json_for(boot.device_type()))?;
-    let triple = crate::scenario_uboot::TRIPLE;
-    let migrd = paths::target_dir().join(triple).join("release/migrd");
+    let arch = board.arch();
+    let init = format!("/root/tools/migrd-init-{}", arch.migrd_name());
     let tools = [
-        (migrd, "/root/tools/migrd"),
-        (paths::init_bin(triple)?, "/root/tools/migrd-init-aarch64"),
+        (arch.migrd_bin()?, "/root/tools/migrd"),
+        (paths::init_bin(arch.triple())?, init.as_str()),
         (img.gz.clone(), "/root/tools/balena.img.gz"),
         (config, "/root/tools/config.json"),
     ];
@@ -110,7 +109,10 @@ impl RpiLab {
     fn firmware_board(&self) -> rpi_firmware::Board {
         match self.board {
             Board::Pi4 => rpi_firmware::Board::Pi4,
-            Board::Pi3 | Board::Virt | Board::VirtBootcount => rpi_firmware::Board::Pi3,
+            Board::Pi2 => rpi_firmware::Board::Pi2,
+            Board::Pi3 | Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
+                rpi_firmware::Board::Pi3
+            }
         }
     }
 
@@ -194,7 +196,10 @@ impl RpiLab {
         std::fs::write(&kernel, read(&sel.kernel)?)?;
         let dtb = self.logs.join(format!("{name}.dtb"));
         std::fs::write(&dtb, read(&sel.dtb)?)?;
-        let mut q = Qemu::raspi3b(&self.logs);
+        let mut q = match self.board {
+            Board::Pi2 => Qemu::raspi2b(&self.logs),
+            _ => Qemu::raspi3b(&self.logs),
+        };
         q.args(["-kernel", &kernel.display().to_string()])
             .args(["-dtb", &dtb.display().to_string()]);
         if !sel.initramfs.is_empty() {
@@ -216,7 +221,7 @@ impl RpiLab {
     /// Boot the old OS to its shell.
     pub fn old_os(&mut self, name: &str) -> Result<Guest> {
         let (_, q) = self.select(name)?;
-        arm64_legacy::boot(&q, name)
+        arm64_legacy::boot_board(&q, name, self.board)
     }
 
     /// Boot what the firmware picks, wait for the kernel's reboot or

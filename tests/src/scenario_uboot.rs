@@ -1,6 +1,7 @@
-//! The arm64 U-Boot device prepared for a migration: a fresh
-//! [`arm64_legacy`] disk, the synthetic balenaOS for U-Boot, and a tools
-//! disk with the aarch64 `migrd`, its init, the image and a config.json
+//! An ARM U-Boot device prepared for a migration: a fresh
+//! [`arm64_legacy`] disk (arm64, or 32-bit for [`Board::VirtArmv7`]), the
+//! synthetic balenaOS for U-Boot of the same architecture, and a tools disk
+//! with that architecture's `migrd`, its init, the image and a config.json
 //! (the x86 counterpart is [`crate::scenario`]).
 
 use crate::guest::Guest;
@@ -10,10 +11,9 @@ use crate::paths;
 use crate::qemu::Qemu;
 use crate::scenario::{boot_unattended, config_json_for, STEP, TOOLS_LABEL};
 use anyhow::{ensure, Result};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The Rust target of the device's binaries.
+/// The Rust target of the arm64 devices' binaries.
 pub const TRIPLE: &str = "aarch64-unknown-linux-musl";
 
 /// A prepared arm64 U-Boot device.
@@ -26,17 +26,19 @@ pub struct UbootLab {
     pub canary_sha256: String,
     /// When preparation started.
     pub t0: Instant,
+    /// The board the device is.
+    pub board: Board,
 }
 
-/// The aarch64 `migrd` (static musl build).
-fn migrd_arm64() -> Result<PathBuf> {
-    let p = paths::target_dir().join(TRIPLE).join("release/migrd");
-    ensure!(
-        p.is_file(),
-        "{} missing: tests/lab/test.sh builds it (cargo build --release -p migrd --target {TRIPLE}, with Debian's aarch64 cross gcc for the C libraries)",
-        p.display()
-    );
-    Ok(p)
+/// The synthetic balenaOS a U-Boot `board` migrates to.
+pub fn balena_boot(board: Board) -> Result<balena::Boot> {
+    match board {
+        Board::Virt | Board::VirtBootcount => Ok(balena::Boot::Uboot),
+        Board::VirtArmv7 => Ok(balena::Boot::UbootArmv7),
+        Board::Pi2 | Board::Pi3 | Board::Pi4 => {
+            anyhow::bail!("scenario_uboot is for U-Boot boards")
+        }
+    }
 }
 
 /// A fresh arm64 device for `scenario`, logs in `target/lab/logs/<scenario>/`.
@@ -45,20 +47,25 @@ pub fn lab(scenario: &str) -> Result<UbootLab> {
 }
 
 /// Like [`lab`], for a `virt` board of another kind
-/// ([`Board::VirtBootcount`]).
+/// ([`Board::VirtBootcount`], [`Board::VirtArmv7`]).
 pub fn lab_on(scenario: &str, board: Board) -> Result<UbootLab> {
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
+    let arch = board.arch();
+    let boot = balena_boot(board)?;
     let dev = arm64_legacy::image_for(&logs, board, &[])?;
-    let img = balena::image_for(&logs.join("balena"), balena::Boot::Uboot)?;
+    let img = balena::image_for(&logs.join("balena"), boot)?;
     let stage = logs.join("tools");
     std::fs::create_dir_all(&stage)?;
-    std::fs::copy(migrd_arm64()?, stage.join("migrd"))?;
-    std::fs::copy(paths::init_bin(TRIPLE)?, stage.join("migrd-init-aarch64"))?;
+    std::fs::copy(arch.migrd_bin()?, stage.join("migrd"))?;
+    std::fs::copy(
+        paths::init_bin(arch.triple())?,
+        stage.join(format!("migrd-init-{}", arch.migrd_name())),
+    )?;
     std::fs::copy(&img.gz, stage.join("balena.img.gz"))?;
     std::fs::write(
         stage.join("config.json"),
-        config_json_for(balena::DEVICE_TYPE_ARM64),
+        config_json_for(boot.device_type()),
     )?;
     let size = std::fs::metadata(&img.gz)?.len() + (64 << 20);
     data_disk::ext4_disk(
@@ -78,6 +85,7 @@ pub fn lab_on(scenario: &str, board: Board) -> Result<UbootLab> {
         qemu,
         canary_sha256: dev.canary_sha256,
         t0,
+        board,
     })
 }
 
@@ -85,7 +93,7 @@ impl UbootLab {
     /// Boot the old OS (through U-Boot) to its shell, with the tools disk
     /// mounted on /mnt.
     pub fn old_os(&self, name: &str) -> Result<Guest> {
-        let mut g = arm64_legacy::boot(&self.qemu, name)?;
+        let mut g = arm64_legacy::boot_board(&self.qemu, name, self.board)?;
         g.run_ok(
             &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt || mount -o ro /dev/vdb /mnt"),
             Duration::from_secs(60),

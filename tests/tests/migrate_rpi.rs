@@ -42,12 +42,15 @@ fn migrate_cmd() -> String {
     )
 }
 
-/// The old OS's first boot picks what Raspberry Pi OS's config.txt says.
-fn check_old_os_selection(sel: &migrd_lab::rpi_firmware::Selection) -> Result<()> {
+/// The old OS's first boot picks what Raspberry Pi OS's config.txt says:
+/// the 64-bit kernel and its initramfs, or the 32-bit ones on a Pi 2.
+fn check_old_os_selection(sel: &migrd_lab::rpi_firmware::Selection, board: Board) -> Result<()> {
+    let (kernel, initramfs) = match board {
+        Board::Pi2 => ("kernel7.img", "initramfs7"),
+        _ => ("kernel8.img", "initramfs8"),
+    };
     ensure!(
-        sel.config_file == "config.txt"
-            && sel.kernel == "kernel8.img"
-            && sel.initramfs == ["initramfs8"],
+        sel.config_file == "config.txt" && sel.kernel == kernel && sel.initramfs == [initramfs],
         "{sel:?}"
     );
     Ok(())
@@ -61,7 +64,7 @@ fn boot_balenaos(lab: &mut RpiLab, slug: &str) -> Result<()> {
         !sel.tryboot && sel.config_file == "config.txt" && sel.initramfs == ["balena-reporter.img"],
         "the model did not pick balenaOS's files: {sel:?}"
     );
-    check_balena_reports(&serial, slug, arm64_legacy::HOSTNAME)?;
+    check_balena_reports(&serial, slug, lab.board.hostname())?;
     Ok(())
 }
 
@@ -70,7 +73,7 @@ fn boot_balenaos(lab: &mut RpiLab, slug: &str) -> Result<()> {
 /// equal to `config_txt`, and `migrd status` names the failed verify.
 fn back_in_old_os_after_failed_verify(lab: &mut RpiLab, config_txt: &str) -> Result<()> {
     let (sel, _) = lab.select("3-selection")?;
-    check_old_os_selection(&sel)?;
+    check_old_os_selection(&sel, lab.board)?;
     ensure!(!sel.tryboot, "{sel:?}");
     let status = lab.check_back_in_old_os("3-old-os", config_txt)?;
     eprintln!("migrd status:\n{status}");
@@ -81,25 +84,28 @@ fn back_in_old_os_after_failed_verify(lab: &mut RpiLab, config_txt: &str) -> Res
     Ok(())
 }
 
-/// Scenario 1: config.txt migrate. The old OS → `migrd migrate` (rpi-config
-/// chosen by itself: a Pi 3 has no tryboot) → the model picks the ramdisk
-/// from the edited config.txt → stage 2 restores config.txt, flashes →
-/// the model picks balenaOS's files → it reports.
-#[test]
-#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
-fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
-    let mut lab = lab("rpi-1-config-migrate", Board::Pi3)?;
+/// config.txt migrate on a Pi `board` migrating to `slug`. The old OS →
+/// `migrd migrate` (rpi-config chosen by itself: no tryboot) → the model
+/// picks the ramdisk from the edited config.txt → stage 2 restores
+/// config.txt, flashes → the model picks balenaOS's files → it reports.
+fn config_txt_migrate(board: Board, scenario: &str, slug: &str) -> Result<()> {
+    let mut lab = lab(scenario, board)?;
     let (sel, _) = lab.select("0-selection")?;
-    check_old_os_selection(&sel)?;
+    check_old_os_selection(&sel, board)?;
     let mut g = lab.old_os("1-old-os")?;
-    let check = g.run(&format!("{TOOLS}/migrd check --json 2>/dev/null"), STEP)?;
-    let report: serde_json::Value = serde_json::from_str(&check.text)
-        .with_context(|| format!("check --json: {}", check.text))?;
+    let report = check_report(&mut g)?;
     ensure!(report["boot"]["firmware"] == "rpi", "{}", report["boot"]);
     ensure!(
         report["boot"]["strategy"] == "rpi-config",
         "{}",
         report["boot"]
+    );
+    ensure!(
+        report["device"]["slugs"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x == slug)),
+        "{}",
+        report["device"]
     );
     g.send_line(&migrate_cmd())?;
     lab.end(&mut g).context("migrd migrate did not reboot")?;
@@ -117,20 +123,18 @@ fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
     );
     check_ramdisk_migrated(&serial)?;
 
-    boot_balenaos(&mut lab, balena::DEVICE_TYPE_PI3)?;
-    done(&lab, "rpi 1");
+    boot_balenaos(&mut lab, slug)?;
+    done(&lab, scenario);
     Ok(())
 }
 
-/// Scenario 2: config.txt fallback after the restore. The ramdisk on the
-/// boot partition is corrupted after arming → the model picks it → stage 2
-/// restores config.txt, then stops at verify → the model picks the old
-/// OS's files again → canary intact, config.txt as before, `migrd status`
-/// explains.
-#[test]
-#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
-fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
-    let mut lab = lab("rpi-2-config-fallback", Board::Pi3)?;
+/// config.txt fallback after the restore on a Pi `board`. The ramdisk on
+/// the boot partition is corrupted after arming → the model picks it →
+/// stage 2 restores config.txt, then stops at verify → the model picks the
+/// old OS's files again → canary intact, config.txt as before, `migrd
+/// status` explains.
+fn config_txt_fallback(board: Board, scenario: &str) -> Result<()> {
+    let mut lab = lab(scenario, board)?;
     let mut g = lab.old_os("1-old-os")?;
     let before = g.run_ok("cat /boot/firmware/config.txt", Duration::from_secs(30))?;
     let out = g.run(&format!("{} --no-reboot 2>&1", migrate_cmd()), STEP)?;
@@ -156,8 +160,42 @@ fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
     );
 
     back_in_old_os_after_failed_verify(&mut lab, &before)?;
-    done(&lab, "rpi 2");
+    done(&lab, scenario);
     Ok(())
+}
+
+/// Scenario 1: config.txt migrate on a Pi 3 (see [`config_txt_migrate`]).
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_1_config_txt_migrate_pi3() -> Result<()> {
+    config_txt_migrate(Board::Pi3, "rpi-1-config-migrate", balena::DEVICE_TYPE_PI3)
+}
+
+/// Scenario 2: config.txt fallback on a Pi 3 (see [`config_txt_fallback`]).
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_2_config_txt_fallback_after_restore_pi3() -> Result<()> {
+    config_txt_fallback(Board::Pi3, "rpi-2-config-fallback")
+}
+
+/// config.txt migrate on a Pi 2 (QEMU's `raspi2b`, 32-bit: Debian's armhf
+/// kernel as kernel7.img, the armv7 `migrd`) to the synthetic
+/// `raspberry-pi2` balenaOS.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the armhf kernel and busybox and the armv7 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_pi2_1_config_txt_migrate() -> Result<()> {
+    config_txt_migrate(
+        Board::Pi2,
+        "rpi-pi2-1-config-migrate",
+        balena::DEVICE_TYPE_PI2,
+    )
+}
+
+/// config.txt fallback on a Pi 2.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, the armhf kernel and busybox and the armv7 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn rpi_pi2_2_config_txt_fallback_after_restore() -> Result<()> {
+    config_txt_fallback(Board::Pi2, "rpi-pi2-2-config-fallback")
 }
 
 /// The old OS's `migrd check --json` report.

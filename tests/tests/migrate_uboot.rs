@@ -1,10 +1,11 @@
-//! arm64 U-Boot boards: a small Linux on QEMU's `virt` machine, booted by
-//! Debian's real U-Boot (`u-boot-qemu`, distro boot running the board's
-//! `boot.scr`), runs the aarch64 `migrd`; U-Boot then runs migrd's one-shot
-//! script, which clears its own flag with `fatwrite` before it boots the
-//! ramdisk; the ramdisk flashes the synthetic arm64 balenaOS (bootable by
-//! the same U-Boot), which reports. And the fallback: a corrupted payload
-//! stops the ramdisk at verify, and the next boot is the old OS again.
+//! ARM U-Boot boards: a small Linux on QEMU's `virt` machine (arm64, and
+//! 32-bit with a Cortex-A15), booted by Debian's real U-Boot (`u-boot-qemu`,
+//! distro boot running the board's `boot.scr`), runs `migrd` built for its
+//! architecture; U-Boot then runs migrd's one-shot script, which clears its
+//! own flag with `fatwrite` before it boots the ramdisk; the ramdisk
+//! flashes the synthetic balenaOS of that architecture (bootable by the
+//! same U-Boot), which reports. And the fallback: a corrupted payload stops
+//! the ramdisk at verify, and the next boot is the old OS again.
 //!
 //! And the restore-first mode on a board that counts boots (the lab's own
 //! U-Boot build with `CONFIG_BOOTCOUNT_ENV`, its environment in
@@ -22,15 +23,26 @@
 
 use anyhow::{ensure, Context, Result};
 use migrd_lab::events::find;
-use migrd_lab::images::arm64_legacy::{Board, BOOTLIMIT, FW_ENV_FILE};
+use migrd_lab::guest::Guest;
+use migrd_lab::images::arm64_legacy::{Arch, Board, BOOTLIMIT, FW_ENV_FILE};
 use migrd_lab::images::{arm64_legacy, balena};
 use migrd_lab::scenario::stage2_events;
 use migrd_lab::scenario::{
     check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
-    OFFLINE, STEP,
+    API_KEY, OFFLINE, STEP,
 };
-use migrd_lab::scenario_uboot::{lab, lab_on, UbootLab};
+use migrd_lab::scenario_uboot::{balena_boot, lab_on, UbootLab};
 use std::time::Duration;
+
+/// The boot in `serial` ended in a restart (QEMU, under `-no-reboot`, has
+/// exited: the machine was reset), not in a power-off.
+fn restarted(serial: &str, boot: &str) -> Result<()> {
+    ensure!(
+        serial.contains("reboot: Restarting system"),
+        "{boot} did not end in a restart (see its log)"
+    );
+    Ok(())
+}
 
 fn done(lab: &UbootLab, name: &str) {
     eprintln!(
@@ -42,24 +54,47 @@ fn done(lab: &UbootLab, name: &str) {
 
 const MIGRATE: &str = "/mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack";
 
-/// Scenario 1: the old OS → `migrd migrate` (U-Boot chosen by itself) →
-/// U-Boot runs migrd's script once → ramdisk flashes → balenaOS boots
-/// through U-Boot and reports config.json, hostname and the log.
-#[test]
-#[ignore = "lab: needs qemu-system-arm, u-boot-qemu, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
-fn uboot_1_migrate_arm64_to_balenaos() -> Result<()> {
-    let lab = lab("uboot-1-migrate")?;
-    let mut g = lab.old_os("1-old-os")?;
-    let check = g.run("/mnt/migrd check --json 2>/dev/null", STEP)?;
+/// What `migrd check --json` says on a U-Boot `board`: firmware and
+/// strategy `uboot`, the board found in migrd's table with its slug, the
+/// running kernel's machine, and the lab's image accepted for it.
+fn check_json_on(g: &mut Guest, board: Board) -> Result<()> {
+    let (id, machine) = match board.arch() {
+        Arch::Arm64 => ("qemu-arm64-virt", "aarch64"),
+        Arch::Armhf => ("qemu-arm-virt", "armv7l"),
+    };
+    let slug = balena_boot(board)?.device_type();
+    let check = g.run(
+        &format!(
+            "/mnt/migrd check --json -c /mnt/config.json -i /mnt/balena.img.gz {OFFLINE} 2>/dev/null"
+        ),
+        STEP,
+    )?;
     let report: serde_json::Value = serde_json::from_str(&check.text)
         .with_context(|| format!("check --json: {}", check.text))?;
     ensure!(report["boot"]["firmware"] == "uboot", "{}", report["boot"]);
     ensure!(report["boot"]["strategy"] == "uboot", "{}", report["boot"]);
+    let dev = &report["device"];
+    ensure!(dev["board"] == id && dev["slugs"][0] == slug, "{dev}");
+    ensure!(dev["kernel_machine"] == machine, "{dev}");
+    ensure!(report["target_device_type"] == slug, "{report}");
+    let checks = report["checks"].as_array().context("no checks")?;
+    let image = checks.iter().find(|c| c["name"] == "image");
     ensure!(
-        report["device"]["slugs"][0] == balena::DEVICE_TYPE_ARM64,
-        "{}",
-        report["device"]
+        image.is_some_and(|c| c["status"] == "pass"),
+        "image check: {image:?}"
     );
+    let failed: Vec<_> = checks.iter().filter(|c| c["status"] == "fail").collect();
+    ensure!(failed.is_empty(), "failed checks: {failed:?}");
+    Ok(())
+}
+
+/// The old OS → `migrd migrate` (U-Boot chosen by itself) → U-Boot runs
+/// migrd's script once → ramdisk flashes → balenaOS boots through U-Boot
+/// and reports config.json, hostname and the log.
+fn migrate_on(board: Board, scenario: &str) -> Result<()> {
+    let lab = lab_on(scenario, board)?;
+    let mut g = lab.old_os("1-old-os")?;
+    check_json_on(&mut g, board)?;
 
     // The real command: it arms and reboots by itself.
     g.send_line(&format!("cd /root && {MIGRATE} {OFFLINE}"))?;
@@ -71,6 +106,8 @@ fn uboot_1_migrate_arm64_to_balenaos() -> Result<()> {
         "stage 1 output: see {}",
         g.log().display()
     );
+    ensure!(!stage1.contains(API_KEY), "the API key reached the console");
+    restarted(&stage1, "1-old-os")?;
 
     let serial = lab.unattended("2-ramdisk")?;
     ensure!(
@@ -78,25 +115,25 @@ fn uboot_1_migrate_arm64_to_balenaos() -> Result<()> {
         "U-Boot did not run migrd's one-shot script: see the 2-ramdisk log"
     );
     check_ramdisk_migrated(&serial)?;
+    restarted(&serial, "2-ramdisk")?;
 
     let serial = lab.unattended("3-balenaos")?;
     ensure!(
         serial.contains("Booting the synthetic balenaOS"),
         "U-Boot did not run balenaOS's boot.scr"
     );
-    check_balena_reports(&serial, balena::DEVICE_TYPE_ARM64, arm64_legacy::HOSTNAME)?;
-    done(&lab, "uboot 1");
+    let slug = balena_boot(board)?.device_type();
+    check_balena_reports(&serial, slug, board.hostname())?;
+    done(&lab, scenario);
     Ok(())
 }
 
-/// Scenario 2: fallback. The ramdisk copy on the boot partition is
-/// corrupted after arming → U-Boot clears the flag and boots it → verify
-/// fails before the point of no return → reset → U-Boot runs the board's
-/// own script → the old OS, canary intact, flag 0, `migrd status` says why.
-#[test]
-#[ignore = "lab: needs qemu-system-arm, u-boot-qemu, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
-fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
-    let lab = lab("uboot-2-fallback")?;
+/// Fallback: the ramdisk copy on the boot partition is corrupted after
+/// arming → U-Boot clears the flag and boots it → verify fails before the
+/// point of no return → reset → U-Boot runs the board's own script → the
+/// old OS, canary intact, flag 0, `migrd status` says why.
+fn fallback_on(board: Board, scenario: &str) -> Result<()> {
+    let lab = lab_on(scenario, board)?;
     let mut g = lab.old_os("1-old-os")?;
     let out = g.run(
         &format!("cd /root && {MIGRATE} {OFFLINE} --no-reboot 2>&1"),
@@ -115,6 +152,7 @@ fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
     eprintln!("{flipped}");
     g.send_line("reboot")?;
     g.wait_exit(STEP)?;
+    restarted(&g.serial(), "1-old-os")?;
 
     let serial = lab.unattended("2-ramdisk")?;
     ensure!(
@@ -122,6 +160,7 @@ fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
         "U-Boot did not run migrd's one-shot script"
     );
     check_ramdisk_stopped_at_verify(&serial)?;
+    restarted(&serial, "2-ramdisk")?;
 
     let status = lab.check_back_in_old_os("3-old-os")?;
     eprintln!("migrd status:\n{status}");
@@ -129,8 +168,39 @@ fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
         status.contains("FAILED at step 'verify'") && status.contains("sha256"),
         "{status}"
     );
-    done(&lab, "uboot 2");
+    done(&lab, scenario);
     Ok(())
+}
+
+/// Scenario 1 on the arm64 board: see [`migrate_on`].
+#[test]
+#[ignore = "lab: needs qemu-system-arm, u-boot-qemu, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn uboot_1_migrate_arm64_to_balenaos() -> Result<()> {
+    migrate_on(Board::Virt, "uboot-1-migrate")
+}
+
+/// Scenario 2 on the arm64 board: see [`fallback_on`].
+#[test]
+#[ignore = "lab: needs qemu-system-arm, u-boot-qemu, the arm64 kernel and the aarch64 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn uboot_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
+    fallback_on(Board::Virt, "uboot-2-fallback")
+}
+
+/// Scenario 1 on the 32-bit board (QEMU `virt`, Cortex-A15, Debian's
+/// 32-bit U-Boot, armhf kernel and busybox, the armv7 `migrd`): migrates to
+/// the synthetic `generic-armv7ahf` balenaOS, booted by `bootz`.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, u-boot-qemu, the armhf kernel and busybox and the armv7 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn uboot_armv7_1_migrate_armv7_to_balenaos() -> Result<()> {
+    migrate_on(Board::VirtArmv7, "uboot-armv7-1-migrate")
+}
+
+/// Scenario 2 on the 32-bit board: a damaged payload stops the ramdisk at
+/// verify and the old OS boots again.
+#[test]
+#[ignore = "lab: needs qemu-system-arm, u-boot-qemu, the armhf kernel and busybox and the armv7 builds (tests/lab/setup.sh, tests/lab/test.sh)"]
+fn uboot_armv7_2_corrupt_payload_falls_back_to_old_os() -> Result<()> {
+    fallback_on(Board::VirtArmv7, "uboot-armv7-2-fallback")
 }
 
 const EXTLINUX: &str = "/boot/firmware/extlinux/extlinux.conf";

@@ -28,7 +28,8 @@ pub struct Board {
 }
 
 /// Match a model string from `source` against the table. DMI entries only
-/// apply to x86 kernels (Arm servers have DMI too).
+/// apply to x86 kernels (Arm servers have DMI too); an entry that names its
+/// running kernels (`kernels`) applies only to those.
 pub fn lookup(
     model: &str,
     source: &str,
@@ -37,6 +38,8 @@ pub fn lookup(
     device_types().boards.iter().find(|b| {
         b.source == source
             && (source != "dmi" || kernel_machine.map_or(true, |m| m == b.arch))
+            && (b.kernels.is_empty()
+                || kernel_machine.map_or(true, |m| b.kernels.iter().any(|k| k == m)))
             && regex::Regex::new(&b.pattern).is_ok_and(|r| r.is_match(model))
     })
 }
@@ -144,6 +147,25 @@ mod tests {
             b.map(|b| b.slugs.clone()),
             Some(vec!["generic-aarch64".to_string()])
         );
+    }
+
+    #[test]
+    fn qemu_virt_with_a_32_bit_kernel_is_generic_armv7ahf() {
+        for m in ["armv7l", "armv8l"] {
+            let b = lookup("linux,dummy-virt", "device-tree", Some(m));
+            assert_eq!(b.map(|b| b.id.as_str()), Some("qemu-arm-virt"), "{m}");
+            assert_eq!(
+                b.map(|b| (b.arch.as_str(), b.slugs.clone())),
+                Some(("armv7", vec!["generic-armv7ahf".to_string()]))
+            );
+        }
+        // A board whose entry names no kernels matches under any of them.
+        let pi3 = lookup(
+            "Raspberry Pi 3 Model B Rev 1.2",
+            "device-tree",
+            Some("armv7l"),
+        );
+        assert_eq!(pi3.map(|b| b.id.as_str()), Some("rpi-3"));
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct BoardEntry {
     /// Whether the firmware supports Raspberry Pi tryboot.
     #[serde(default)]
     pub tryboot: bool,
+    /// The running kernels (`uname -m`) the entry applies to; empty for
+    /// any. For a model string two machines share: QEMU's `virt` machine
+    /// is `linux,dummy-virt` with a 32-bit and a 64-bit CPU alike.
+    #[serde(default)]
+    pub kernels: Vec<String>,
 }
 
 /// Facts about a balena device-type slug.

@@ -1,12 +1,14 @@
-//! The arm64 legacy device: a small Linux on QEMU's `virt` machine booted by
-//! Debian's U-Boot (`u-boot-qemu`, `qemu_arm64`), laid out the way
-//! Debian-style U-Boot boards are:
+//! The ARM legacy devices: a small Linux on QEMU's `virt` machine booted by
+//! Debian's U-Boot (`u-boot-qemu`: `qemu_arm64`, or `qemu_arm` for the
+//! 32-bit board [`Board::VirtArmv7`]), laid out the way Debian-style U-Boot
+//! boards are:
 //!
 //! - p1, FAT32 "BOOT", mounted at `/boot/firmware`: the board's `boot.scr`
 //!   (made by `mkimage`), which U-Boot's distro boot runs, loading `vmlinuz`
 //!   and `initrd.img` from the same partition;
-//! - p2, ext4 root: busybox (Debian's `busybox-static` for arm64) as init
-//!   and shell, Debian's arm64 kernel in `/boot` and its modules in
+//! - p2, ext4 root: busybox (Debian's `busybox-static` for the board's
+//!   architecture, [`Arch`]) as init and shell, Debian's kernel for it
+//!   (arm64, or armhf's `armmp`) in `/boot` and its modules in
 //!   `/lib/modules` (the storage and filesystem drivers migrd packs), an
 //!   os-release of Debian 12 and a canary file.
 //!
@@ -28,16 +30,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The guest's hostname.
+/// The guest's hostname (64-bit boards; see [`Board::hostname`]).
 pub const HOSTNAME: &str = "arm64-legacy";
-/// Root's shell prompt.
+/// Root's shell prompt (64-bit boards; see [`Board::prompt`]).
 pub const PROMPT: &str = "root@arm64-legacy:~# ";
+/// The 32-bit board's hostname.
+pub const HOSTNAME_ARMV7: &str = "armv7-legacy";
 /// Where the canary lives in the guest.
 pub const CANARY: &str = "/root/canary";
 /// The flag file of migrd's U-Boot one-shot, as seen in the guest.
 pub const ONESHOT_FLAG: &str = "/boot/firmware/migrd/oneshot.txt";
 /// U-Boot for QEMU's arm64 `virt` machine (Debian package u-boot-qemu).
 pub const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// U-Boot for QEMU's 32-bit arm `virt` machine (Debian package u-boot-qemu).
+pub const UBOOT_ARMV7: &str = "/usr/lib/u-boot/qemu_arm/u-boot.bin";
 /// U-Boot for `virt` with boot counting, built by tests/lab/setup.sh from
 /// Debian's u-boot source (relative to the lab folder).
 pub const UBOOT_BOOTCOUNT: &str = "arm64/u-boot-bootcount/u-boot.bin";
@@ -58,11 +64,105 @@ const BOOT_START_MIB: u64 = 1;
 const BOOT_MIB: u64 = 160;
 const ROOT_START_MIB: u64 = BOOT_START_MIB + BOOT_MIB;
 
+/// The CPU architecture of a lab ARM device: its kernel, busybox, migrd
+/// build and U-Boot script images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// 64-bit ARM: Debian's arm64 kernel (an `Image`, booted by `booti`),
+    /// the aarch64 musl builds.
+    Arm64,
+    /// 32-bit ARMv7 with hard float: Debian's armhf `armmp` kernel (a
+    /// `zImage`, booted by `bootz`), the armv7 glibc static builds.
+    Armhf,
+}
+
+impl Arch {
+    /// Debian's name for it (the lab's kernel and busybox folders).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::Armhf => "armhf",
+        }
+    }
+    /// The Rust target of migrd, migrd-init and the reporter for it.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "aarch64-unknown-linux-musl",
+            Arch::Armhf => "armv7-unknown-linux-gnueabihf",
+        }
+    }
+    /// migrd's name for it (`migrd-init-<name>` beside `migrd`).
+    pub fn migrd_name(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "aarch64",
+            Arch::Armhf => "armv7",
+        }
+    }
+    /// The qemu-user emulator that runs its binaries on the host.
+    pub fn qemu_user(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "qemu-aarch64-static",
+            Arch::Armhf => "qemu-arm-static",
+        }
+    }
+    /// `mkimage -A` for its U-Boot scripts.
+    pub fn mkimage(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::Armhf => "arm",
+        }
+    }
+    /// U-Boot's command that boots its kernel image.
+    pub fn boot_cmd(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "booti",
+            Arch::Armhf => "bootz",
+        }
+    }
+    /// The serial number of a `virt` device's disk.
+    pub fn disk_serial(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "ARM64DISK01",
+            Arch::Armhf => "ARMV7DISK01",
+        }
+    }
+    /// Debian's busybox-static for it, unpacked by tests/lab/setup.sh.
+    pub fn busybox(self) -> Result<PathBuf> {
+        let busybox = paths::lab_dir().join(format!("{}/busybox/bin/busybox", self.debian()));
+        if !busybox.is_file() {
+            bail!(
+                "{} missing: run tests/lab/setup.sh (it downloads busybox-static for {})",
+                busybox.display(),
+                self.debian()
+            );
+        }
+        Ok(busybox)
+    }
+    /// The `migrd` built for it (static), or how to build it.
+    pub fn migrd_bin(self) -> Result<PathBuf> {
+        let p = paths::target_dir()
+            .join(self.triple())
+            .join("release/migrd");
+        if !p.is_file() {
+            bail!(
+                "{} missing: tests/lab/test.sh builds it (cargo build --release -p migrd --bin migrd --target {})",
+                p.display(),
+                self.triple()
+            );
+        }
+        Ok(p)
+    }
+}
+
 /// The machine the device is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
     /// QEMU's `virt` machine booted by U-Boot (virtio disk `vda`).
     Virt,
+    /// QEMU's `virt` machine with a 32-bit CPU (Cortex-A15) booted by
+    /// Debian's 32-bit U-Boot ([`UBOOT_ARMV7`]) through the board's
+    /// `boot.scr` (`bootz`), running Debian's armhf kernel and busybox.
+    VirtArmv7,
     /// QEMU's `virt` machine booted by the lab's own U-Boot build
     /// ([`UBOOT_BOOTCOUNT`]: boot counting, environment in `uboot.env` on
     /// the boot partition), booting through `/extlinux/extlinux.conf` as
@@ -72,6 +172,14 @@ pub enum Board {
     /// entry (`/extlinux/recovery.conf`, the same OS); `/etc/fw_env.config`
     /// names `/boot/firmware/uboot.env`.
     VirtBootcount,
+    /// A Raspberry Pi 2 Model B (QEMU's `raspi2b`, Cortex-A7; SD card
+    /// `mmcblk0`) with the 32-bit Raspberry Pi OS's boot files: config.txt
+    /// (no `arm_64bit`, `auto_initramfs`), cmdline.txt, kernel7.img
+    /// (Debian's armhf `armmp` kernel), initramfs7 and the board's device
+    /// tree (Debian's `bcm2836-rpi-2-b.dtb` under the firmware's name
+    /// `bcm2709-rpi-2-b.dtb`). Its initramfs also loads the SoC's watchdog
+    /// driver (`bcm2835_wdt`), through which the Pi restarts.
+    Pi2,
     /// A Raspberry Pi 3 Model B (QEMU's `raspi3b`; SD card `mmcblk0`),
     /// with Raspberry Pi OS bookworm's boot files: config.txt
     /// (`arm_64bit`, `auto_initramfs`), cmdline.txt, kernel8.img,
@@ -89,54 +197,67 @@ pub enum Board {
 }
 
 impl Board {
+    /// The CPU architecture of the board's OS.
+    pub fn arch(self) -> Arch {
+        match self {
+            Board::VirtArmv7 | Board::Pi2 => Arch::Armhf,
+            Board::Virt | Board::VirtBootcount | Board::Pi3 | Board::Pi4 => Arch::Arm64,
+        }
+    }
     /// The disk's kernel name.
     pub fn disk(self) -> &'static str {
         match self {
-            Board::Virt | Board::VirtBootcount => "vda",
-            Board::Pi3 | Board::Pi4 => "mmcblk0",
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => "vda",
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => "mmcblk0",
         }
     }
     /// Partition `n`'s device node.
     pub fn part(self, n: u32) -> String {
         match self {
-            Board::Virt | Board::VirtBootcount => format!("/dev/vda{n}"),
-            Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => format!("/dev/vda{n}"),
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => format!("/dev/mmcblk0p{n}"),
         }
+    }
+    /// The guest's hostname.
+    pub fn hostname(self) -> &'static str {
+        match self.arch() {
+            Arch::Arm64 => HOSTNAME,
+            Arch::Armhf => HOSTNAME_ARMV7,
+        }
+    }
+    /// Root's shell prompt.
+    pub fn prompt(self) -> String {
+        format!("root@{}:~# ", self.hostname())
     }
     /// The disk's size: an SD card image must be a power of two for QEMU.
     fn disk_mib(self) -> u64 {
         match self {
-            Board::Virt | Board::VirtBootcount => 400,
-            Board::Pi3 | Board::Pi4 => 512,
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => 400,
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => 512,
         }
     }
     /// What the old OS's initramfs loads to reach its root.
     fn root_modules(self) -> Vec<Wanted> {
-        let disk = match self {
-            Board::Virt | Board::VirtBootcount => VIRT_DISK_MODULES,
-            Board::Pi3 | Board::Pi4 => PI_DISK_MODULES,
-        };
-        [disk, EXT4_MODULES].concat()
+        match self {
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
+                [VIRT_DISK_MODULES, EXT4_MODULES].concat()
+            }
+            Board::Pi2 | Board::Pi3 | Board::Pi4 => {
+                [PI_DISK_MODULES, EXT4_MODULES, PI_RESTART_MODULES].concat()
+            }
+        }
     }
     /// Extra lines of the init script.
     fn rcs_extra(self) -> &'static str {
         match self {
             Board::Pi4 => "mknod -m 600 /dev/vcio c 100 0\n",
-            Board::Virt | Board::VirtBootcount | Board::Pi3 => "",
+            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount | Board::Pi2 | Board::Pi3 => "",
         }
     }
 }
 
-/// The Raspberry Pi 3's SD host controllers (QEMU's raspi3b has both) and
-/// the watchdog block the Pi restarts (and powers off) through: Raspberry
-/// Pi OS's kernels build it in, Debian's as a module; without it the old
-/// OS's own reboot halts.
+/// The Raspberry Pi's SD host controllers (QEMU's raspi machines have both).
 const PI_DISK_MODULES: &[Wanted] = &[
-    Wanted {
-        name: "bcm2835_wdt",
-        reason: "restart through the PM watchdog",
-        required: true,
-    },
     Wanted {
         name: "sdhci_iproc",
         reason: "SD host (Arasan SDHCI)",
@@ -148,6 +269,16 @@ const PI_DISK_MODULES: &[Wanted] = &[
         required: false,
     },
 ];
+
+/// How a Raspberry Pi restarts (and powers off): the SoC's watchdog.
+/// Raspberry Pi OS's kernels build it in, Debian's as a module; without it
+/// the kernel's restart finds no handler and halts. Every Pi old OS loads it
+/// and carries it in /lib/modules, where stage 1 finds it.
+const PI_RESTART_MODULES: &[Wanted] = &[Wanted {
+    name: "bcm2835_wdt",
+    reason: "restart through the SoC's watchdog",
+    required: true,
+}];
 
 /// What every old OS's initramfs loads to mount its root.
 const EXT4_MODULES: &[Wanted] = &[
@@ -219,14 +350,8 @@ pub fn image(out_dir: &Path) -> Result<Arm64Image> {
 /// with the `extra` files (host path, absolute path in the guest) in its
 /// root filesystem.
 pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Result<Arm64Image> {
-    let kernel = paths::kernel("arm64")?;
-    let busybox = paths::lab_dir().join("arm64/busybox/bin/busybox");
-    if !busybox.is_file() {
-        bail!(
-            "{} missing: run tests/lab/setup.sh (it downloads busybox-static for arm64)",
-            busybox.display()
-        );
-    }
+    let kernel = paths::kernel(board.arch().debian())?;
+    let busybox = board.arch().busybox()?;
     std::fs::create_dir_all(out_dir)?;
     let work = out_dir.join("arm64-build");
     let _ = std::fs::remove_dir_all(&work);
@@ -236,16 +361,21 @@ pub fn image_for(out_dir: &Path, board: Board, extra: &[(PathBuf, &str)]) -> Res
     let boot = work.join("boot");
     std::fs::create_dir_all(&boot)?;
     match board {
-        Board::Virt => {
+        Board::Virt | Board::VirtArmv7 => {
             std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
-            boot_scr(&boot, &work)?;
+            boot_scr(&boot, &work, board.arch())?;
         }
         Board::VirtBootcount => {
             std::fs::copy(&kernel.image, boot.join("vmlinuz"))?;
             initramfs(&busybox, &kernel, &idx, board, &boot.join("initrd.img"))?;
             extlinux_files(&boot)?;
             uboot_env(&boot.join("uboot.env"), &work)?;
+        }
+        Board::Pi2 => {
+            std::fs::copy(&kernel.image, boot.join("kernel7.img"))?;
+            initramfs(&busybox, &kernel, &idx, board, &boot.join("initramfs7"))?;
+            pi_boot_files(&boot, &kernel, board)?;
         }
         Board::Pi3 | Board::Pi4 => {
             std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
@@ -358,27 +488,38 @@ fn uboot_env(out: &Path, work: &Path) -> Result<()> {
 }
 
 /// The board's own boot script: what a vendor or flash-kernel leaves.
-fn boot_scr(boot: &Path, work: &Path) -> Result<()> {
+fn boot_scr(boot: &Path, work: &Path, arch: Arch) -> Result<()> {
+    let (debian, bootcmd) = (arch.debian(), arch.boot_cmd());
     tools::uboot_script(
-        "echo 'board boot script: Debian arm64 (migrd lab)'\n\
-         load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} /vmlinuz\n\
-         load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} /initrd.img\n\
-         setenv bootargs \"console=ttyAMA0 root=/dev/vda2 panic=10\"\n\
-         booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}\n",
-        "Debian arm64 boot script",
+        &format!(
+            "echo 'board boot script: Debian {debian} (migrd lab)'\n\
+             load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{kernel_addr_r}} /vmlinuz\n\
+             load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{ramdisk_addr_r}} /initrd.img\n\
+             setenv bootargs \"console=ttyAMA0 root=/dev/vda2 panic=10\"\n\
+             {bootcmd} ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
+        ),
+        &format!("Debian {debian} boot script"),
         &boot.join("boot.scr"),
         work,
+        arch,
     )
 }
 
 /// Raspberry Pi OS bookworm's boot files for a Pi running a 64-bit
-/// kernel, with Debian's device tree under the firmware's name for it.
+/// kernel (32-bit on [`Board::Pi2`]: no `arm_64bit`), with Debian's device
+/// tree under the firmware's name for it.
 fn pi_boot_files(boot: &Path, kernel: &Kernel, board: Board) -> Result<()> {
+    let arm_64bit = match board.arch() {
+        Arch::Arm64 => "arm_64bit=1\n",
+        Arch::Armhf => "",
+    };
     std::fs::write(
         boot.join("config.txt"),
-        "# Raspberry Pi OS bookworm defaults (migrd lab)\n\
-         dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\n\
-         auto_initramfs=1\ndisable_overscan=1\narm_64bit=1\n\n[cm4]\notg_mode=1\n\n[all]\n",
+        format!(
+            "# Raspberry Pi OS bookworm defaults (migrd lab)\n\
+             dtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\n\
+             auto_initramfs=1\ndisable_overscan=1\n{arm_64bit}\n[cm4]\notg_mode=1\n\n[all]\n"
+        ),
     )?;
     std::fs::write(
         boot.join("cmdline.txt"),
@@ -405,7 +546,13 @@ pub fn pi_dtb_to(kernel: &Kernel, board: Board, boot: &Path) -> Result<()> {
             )?;
             Ok(())
         }
-        Board::Pi3 | Board::Virt | Board::VirtBootcount => {
+        Board::Pi2 => {
+            let dtb = debian_dtb(kernel, "bcm2836-rpi-2-b.dtb")?;
+            std::fs::copy(&dtb, boot.join("bcm2709-rpi-2-b.dtb"))
+                .with_context(|| dtb.display().to_string())?;
+            Ok(())
+        }
+        Board::Pi3 | Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
             pi3_dtb_to(kernel, &boot.join("bcm2710-rpi-3-b.dtb"))
         }
     }
@@ -420,7 +567,7 @@ pub const PI4_MODEL: &str = "Raspberry Pi 4 Model B Rev 1.4";
 /// console would take no input. Raspberry Pi OS users do the same with
 /// `dtoverlay=disable-bt` to get the PL011 back.
 pub fn pi3_dtb_to(kernel: &Kernel, out: &Path) -> Result<()> {
-    let dtb = pi3_dtb(kernel)?;
+    let dtb = debian_dtb(kernel, "bcm2837-rpi-3-b.dtb")?;
     std::fs::copy(&dtb, out).with_context(|| dtb.display().to_string())?;
     tools::run(
         Command::new("fdtput")
@@ -432,8 +579,8 @@ pub fn pi3_dtb_to(kernel: &Kernel, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Debian's device tree for the Raspberry Pi 3 Model B.
-fn pi3_dtb(kernel: &Kernel) -> Result<PathBuf> {
+/// Debian's device tree `name` (a Broadcom one) of the `kernel` package.
+fn debian_dtb(kernel: &Kernel, name: &str) -> Result<PathBuf> {
     let base = kernel
         .modules_dir
         .parent()
@@ -441,13 +588,16 @@ fn pi3_dtb(kernel: &Kernel) -> Result<PathBuf> {
         .context("kernel folder")?
         .join("usr/lib");
     for e in std::fs::read_dir(&base).with_context(|| base.display().to_string())? {
-        let p = e?.path().join("broadcom/bcm2837-rpi-3-b.dtb");
-        if p.is_file() {
-            return Ok(p);
+        let dir = e?.path();
+        // arm64 packages keep them by vendor, armhf's armmp in one folder.
+        for p in [dir.join("broadcom").join(name), dir.join(name)] {
+            if p.is_file() {
+                return Ok(p);
+            }
         }
     }
     bail!(
-        "no bcm2837-rpi-3-b.dtb under {}/linux-image-*/broadcom",
+        "no {name} under {}/linux-image-*/[broadcom/]",
         base.display()
     )
 }
@@ -479,8 +629,8 @@ fn modules(
         .collect()
 }
 
-/// The old OS's busybox initramfs: modules for the disk and ext4, then
-/// `switch_root` to `/dev/vda2`.
+/// The old OS's busybox initramfs: modules for the disk and ext4 (and
+/// the board's restart driver), then `switch_root` to the root partition.
 fn initramfs(
     busybox: &Path,
     kernel: &Kernel,
@@ -562,7 +712,7 @@ exec $B switch_root /newroot /sbin/init
 "#;
 
 const RCS: &str = r#"#!/bin/sh
-# Boot of the arm64 legacy device (busybox init runs this once).
+# Boot of the ARM legacy device (busybox init runs this once).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -o remount,rw /
@@ -573,7 +723,7 @@ mount -t tmpfs tmpfs /tmp
 for m in $(cat /etc/modules.boot); do insmod "/$m" 2>/dev/null; done
 mount -t vfat @BOOTDEV@ /boot/firmware
 hostname -F /etc/hostname
-echo "migrd-lab: arm64 legacy device up ($(uname -r))"
+echo "migrd-lab: ARM legacy device up ($(uname -r) $(uname -m))"
 "#;
 
 const INITTAB: &str = "::sysinit:/etc/init.d/rcS\n\
@@ -609,9 +759,9 @@ fn rootfs(
     }
     std::fs::copy(busybox, root.join("bin/busybox"))?;
     // The applets busybox has, as symlinks (what `busybox --install -s`
-    // would make), listed by the arm64 busybox under qemu-user.
+    // would make), listed by the board's busybox under qemu-user.
     let list = tools::run(
-        Command::new("qemu-aarch64-static")
+        Command::new(board.arch().qemu_user())
             .arg(busybox)
             .arg("--list-full"),
         "qemu-user-static",
@@ -643,10 +793,13 @@ fn rootfs(
         0o755,
     )?;
     write("etc/inittab", INITTAB, 0o644)?;
-    write("etc/hostname", &format!("{HOSTNAME}\n"), 0o644)?;
+    write("etc/hostname", &format!("{}\n", board.hostname()), 0o644)?;
     write(
         "etc/profile",
-        &format!("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\ncd /root\nPS1='{PROMPT}'\n"),
+        &format!(
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin\ncd /root\nPS1='{}'\n",
+            board.prompt()
+        ),
         0o644,
     )?;
     write(
@@ -714,23 +867,34 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// QEMU's arm64 `virt` machine with U-Boot as its firmware, 1 GiB, the
-/// device's disk first (U-Boot's `virtio 0`, the guest's `vda`).
+/// QEMU's `virt` machine (arm64, or 32-bit for [`Board::VirtArmv7`]) with
+/// U-Boot as its firmware, 1 GiB, the device's disk first (U-Boot's
+/// `virtio 0`, the guest's `vda`).
 pub fn qemu(img: &Arm64Image, log_dir: &Path) -> Qemu {
-    let mut q = Qemu::aarch64_virt(log_dir);
+    let mut q = match img.board.arch() {
+        Arch::Arm64 => Qemu::aarch64_virt(log_dir),
+        Arch::Armhf => Qemu::armv7_virt(log_dir),
+    };
     let bios = match img.board {
         Board::VirtBootcount => paths::lab_dir().join(UBOOT_BOOTCOUNT),
-        _ => PathBuf::from(UBOOT),
+        Board::VirtArmv7 | Board::Pi2 => PathBuf::from(UBOOT_ARMV7),
+        Board::Virt | Board::Pi3 | Board::Pi4 => PathBuf::from(UBOOT),
     };
     q.args(["-m", "1024", "-bios", &bios.to_string_lossy()])
-        .disk(&img.disk, Some("ARM64DISK01"));
+        .disk(&img.disk, Some(img.board.arch().disk_serial()));
     q
 }
 
 /// Start `qemu` as boot `name` and wait for the root shell.
 pub fn boot(qemu: &Qemu, name: &str) -> Result<Guest> {
+    boot_board(qemu, name, Board::Virt)
+}
+
+/// Start `qemu` as boot `name` of a `board` device and wait for its root
+/// shell.
+pub fn boot_board(qemu: &Qemu, name: &str, board: Board) -> Result<Guest> {
     let mut g = Guest::start(qemu, name)?;
-    g.login(PROMPT, BOOT_TIMEOUT)
-        .with_context(|| format!("arm64 legacy device boot {name}"))?;
+    g.login(&board.prompt(), BOOT_TIMEOUT)
+        .with_context(|| format!("{board:?} legacy device boot {name}"))?;
     Ok(g)
 }

@@ -13,12 +13,14 @@
 //!
 //! The arm64 U-Boot variant ([`Boot::Uboot`]) keeps the MBR layout; U-Boot's
 //! distro boot runs `boot.scr` on resin-boot (made by `mkimage`), which
-//! boots Debian's arm64 kernel and the aarch64 reporter with `booti`.
+//! boots Debian's arm64 kernel and the aarch64 reporter with `booti`. The
+//! 32-bit variant ([`Boot::UbootArmv7`]) is the same with Debian's armhf
+//! kernel (`armmp`), the armv7 reporter and `bootz`.
 //!
 //! Built without loop devices or mounts: mkfs.vfat -C, mcopy, mkfs.ext4 -d,
 //! sfdisk, grub-mkimage, then written into the disk file at each offset.
 
-use super::arm64_legacy::Board;
+use super::arm64_legacy::{Arch, Board};
 use super::{reporter_initramfs, tools};
 use crate::paths::{self, Kernel};
 use anyhow::{ensure, Context, Result};
@@ -31,6 +33,10 @@ use std::process::{Command, Stdio};
 pub const DEVICE_TYPE: &str = "genericx86-64-ext";
 /// `device-type.json` slug of the arm64 U-Boot image.
 pub const DEVICE_TYPE_ARM64: &str = "generic-aarch64";
+/// `device-type.json` slug of the 32-bit ARM U-Boot image.
+pub const DEVICE_TYPE_ARMV7: &str = "generic-armv7ahf";
+/// `device-type.json` slug of the Raspberry Pi 2 image (32-bit).
+pub const DEVICE_TYPE_PI2: &str = "raspberry-pi2";
 /// `device-type.json` slug of the Raspberry Pi 3 image.
 pub const DEVICE_TYPE_PI3: &str = "raspberrypi3-64";
 /// `device-type.json` slug of the Raspberry Pi 4 image.
@@ -57,6 +63,12 @@ pub enum Boot {
     Uefi,
     /// arm64, MBR, U-Boot distro boot runs `boot.scr` on resin-boot.
     Uboot,
+    /// 32-bit ARM (armv7hf), as [`Boot::Uboot`]; `boot.scr` uses `bootz`.
+    UbootArmv7,
+    /// Raspberry Pi 2 (32-bit): as [`Boot::Pi3`] with kernel7.img (Debian's
+    /// armhf kernel), no `arm_64bit`, the armv7 reporter and the Pi 2's
+    /// device tree.
+    Pi2,
     /// Raspberry Pi 3 (64-bit): MBR, resin-boot holds config.txt,
     /// cmdline.txt, kernel8.img, the reporter as initramfs and the device
     /// tree, as the Pi firmware reads them.
@@ -72,8 +84,18 @@ impl Boot {
         match self {
             Boot::Bios | Boot::Uefi => DEVICE_TYPE,
             Boot::Uboot => DEVICE_TYPE_ARM64,
+            Boot::UbootArmv7 => DEVICE_TYPE_ARMV7,
+            Boot::Pi2 => DEVICE_TYPE_PI2,
             Boot::Pi3 => DEVICE_TYPE_PI3,
             Boot::Pi4 => DEVICE_TYPE_PI4,
+        }
+    }
+    /// The ARM architecture it is for (`None` on x86).
+    pub fn arm_arch(self) -> Option<Arch> {
+        match self {
+            Boot::Uboot | Boot::Pi3 | Boot::Pi4 => Some(Arch::Arm64),
+            Boot::UbootArmv7 | Boot::Pi2 => Some(Arch::Armhf),
+            Boot::Bios | Boot::Uefi => None,
         }
     }
 }
@@ -119,6 +141,26 @@ pub const LAYOUT: [Part; 5] = [
     p(6, "resin-data", 132, 64, false),
 ];
 
+/// The same layout at half the scale for the Raspberry Pi 2 ([`Boot::Pi2`]):
+/// same partitions, labels, order and 4 MiB alignment, 100 MiB in all; its
+/// SD card writes and reads back at ~0.65 MB/s under TCG.
+pub const LAYOUT_SMALL: [Part; 5] = [
+    p(1, "resin-boot", 4, 20, true),
+    p(2, "resin-rootA", 24, 16, false),
+    p(3, "resin-rootB", 40, 16, false),
+    p(5, "resin-state", 60, 8, false),
+    p(6, "resin-data", 72, 24, false),
+];
+
+/// The layout of the image for `boot`, its extended partition's start and
+/// the disk size, in MiB.
+pub fn layout(boot: Boot) -> (&'static [Part; 5], u64, u64) {
+    match boot {
+        Boot::Pi2 => (&LAYOUT_SMALL, 56, 100),
+        _ => (&LAYOUT, EXTENDED_START_MIB, DISK_MIB),
+    }
+}
+
 /// A built image.
 #[derive(Clone, Debug)]
 pub struct BalenaImage {
@@ -138,14 +180,14 @@ pub fn image(out_dir: &Path) -> Result<BalenaImage> {
 
 /// Build the image for `boot` into `out_dir`, like [`image`].
 pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
-    match boot {
-        Boot::Uboot | Boot::Pi3 | Boot::Pi4 => build_for(
+    match boot.arm_arch() {
+        Some(arch) => build_for(
             out_dir,
-            &paths::reporter_bin_for("aarch64-unknown-linux-musl")?,
-            &paths::kernel("arm64")?,
+            &paths::reporter_bin_for(arch.triple())?,
+            &paths::kernel(arch.debian())?,
             boot,
         ),
-        Boot::Bios | Boot::Uefi => build_for(
+        None => build_for(
             out_dir,
             &paths::reporter_bin()?,
             &paths::kernel("amd64")?,
@@ -158,7 +200,9 @@ pub fn image_for(out_dir: &Path, boot: Boot) -> Result<BalenaImage> {
 /// extended partition at 4, the GPT one numbers them in order.
 pub fn part_number(part: &Part, boot: Boot) -> u32 {
     match boot {
-        Boot::Bios | Boot::Uboot | Boot::Pi3 | Boot::Pi4 => part.index,
+        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi2 | Boot::Pi3 | Boot::Pi4 => {
+            part.index
+        }
         Boot::Uefi if part.index > 4 => part.index - 1,
         Boot::Uefi => part.index,
     }
@@ -185,8 +229,8 @@ pub fn build_for(
     std::fs::create_dir_all(work.join("rootA/etc"))?;
 
     let modules = reporter_initramfs::write(reporter, kernel, &boot.join("balena-reporter.img"))?;
-    // The Pi firmware's kernel is kernel8.img (pi_boot_files).
-    if !matches!(fw, Boot::Pi3 | Boot::Pi4) {
+    // The Pi firmware's kernel is kernel7.img or kernel8.img (pi_boot_files).
+    if !matches!(fw, Boot::Pi2 | Boot::Pi3 | Boot::Pi4) {
         std::fs::copy(&kernel.image, boot.join("vmlinuz"))
             .with_context(|| format!("copying {}", kernel.image.display()))?;
     }
@@ -194,16 +238,19 @@ pub fn build_for(
     match fw {
         Boot::Bios => copy_grub_modules(&boot)?,
         Boot::Uefi => make_grub_efi(&boot, &work)?,
-        Boot::Uboot => make_boot_scr(&boot, &work)?,
+        Boot::Uboot => make_boot_scr(&boot, &work, Arch::Arm64)?,
+        Boot::UbootArmv7 => make_boot_scr(&boot, &work, Arch::Armhf)?,
+        Boot::Pi2 => pi_boot_files(&boot, kernel, Board::Pi2)?,
         Boot::Pi3 => pi_boot_files(&boot, kernel, Board::Pi3)?,
         Boot::Pi4 => pi_boot_files(&boot, kernel, Board::Pi4)?,
     }
     std::fs::write(work.join("rootA/etc/os-release"), os_release(fw))?;
 
     let disk = out_dir.join("balena.img");
-    File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    let (parts, _, disk_mib) = layout(fw);
+    File::create(&disk)?.set_len(disk_mib << 20)?;
     partition(&disk, fw)?;
-    for part in &LAYOUT {
+    for part in parts {
         let fs = work.join(format!("{}.fs", part.label));
         if part.vfat {
             make_vfat(&fs, part, &boot)?;
@@ -242,6 +289,16 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
             DEVICE_TYPE_ARM64,
             "Generic aarch64 (migrd lab synthetic)",
             "aarch64",
+        ),
+        Boot::UbootArmv7 => (
+            DEVICE_TYPE_ARMV7,
+            "Generic ARMv7-a HF (migrd lab synthetic)",
+            "armv7hf",
+        ),
+        Boot::Pi2 => (
+            DEVICE_TYPE_PI2,
+            "Raspberry Pi 2 (migrd lab synthetic)",
+            "armv7hf",
         ),
         Boot::Pi3 => (
             DEVICE_TYPE_PI3,
@@ -284,29 +341,36 @@ fn write_boot_files(boot: &Path, fw: Boot) -> Result<()> {
 }
 
 /// `boot.scr` for U-Boot's distro boot (made by `mkimage`, as a board
-/// vendor would): the kernel and the reporter from resin-boot, `booti`.
-fn make_boot_scr(boot: &Path, work: &Path) -> Result<()> {
+/// vendor would): the kernel and the reporter from resin-boot, `booti`
+/// (arm64) or `bootz` (armhf).
+fn make_boot_scr(boot: &Path, work: &Path, arch: Arch) -> Result<()> {
+    let bootcmd = arch.boot_cmd();
     let text = format!(
             "echo 'Booting the synthetic balenaOS'\n\
              load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{kernel_addr_r}} /vmlinuz\n\
              load ${{devtype}} ${{devnum}}:${{distro_bootpart}} ${{ramdisk_addr_r}} /balena-reporter.img\n\
              setenv bootargs \"{CMDLINE_ARM64}\"\n\
-             booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
+             {bootcmd} ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdtcontroladdr}}\n"
     );
     tools::uboot_script(
         &text,
         "balenaOS (migrd lab synthetic)",
         &boot.join("boot.scr"),
         work,
+        arch,
     )
 }
 
 /// The Pi firmware's files on resin-boot: the reporter is the initramfs.
 fn pi_boot_files(boot: &Path, kernel: &Kernel, board: Board) -> Result<()> {
-    std::fs::copy(&kernel.image, boot.join("kernel8.img"))?;
+    let (arm_64bit, image) = match board.arch() {
+        Arch::Arm64 => ("arm_64bit=1\n", "kernel8.img"),
+        Arch::Armhf => ("", "kernel7.img"),
+    };
+    std::fs::copy(&kernel.image, boot.join(image))?;
     std::fs::write(
         boot.join("config.txt"),
-        "arm_64bit=1\nkernel=kernel8.img\ninitramfs balena-reporter.img followkernel\n",
+        format!("{arm_64bit}kernel={image}\ninitramfs balena-reporter.img followkernel\n"),
     )?;
     std::fs::write(boot.join("cmdline.txt"), format!("{CMDLINE_ARM64}\n"))?;
     super::arm64_legacy::pi_dtb_to(kernel, board, boot)?;
@@ -365,7 +429,9 @@ fn make_grub_efi(boot: &Path, work: &Path) -> Result<()> {
 fn partition(disk: &Path, fw: Boot) -> Result<()> {
     let sec = |mib: u64| mib * 2048;
     let script = match fw {
-        Boot::Bios | Boot::Uboot | Boot::Pi3 | Boot::Pi4 => mbr_script(&sec),
+        Boot::Bios | Boot::Uboot | Boot::UbootArmv7 | Boot::Pi2 | Boot::Pi3 | Boot::Pi4 => {
+            mbr_script(&sec, fw)
+        }
         Boot::Uefi => gpt_script(&sec),
     };
     sfdisk(disk, &script)
@@ -389,9 +455,10 @@ fn gpt_script(sec: &dyn Fn(u64) -> u64) -> String {
     script
 }
 
-fn mbr_script(sec: &dyn Fn(u64) -> u64) -> String {
+fn mbr_script(sec: &dyn Fn(u64) -> u64, fw: Boot) -> String {
+    let (parts, extended_start, _) = layout(fw);
     let mut script = String::from("label: dos\nlabel-id: 0xba1e4a00\nunit: sectors\n\n");
-    for part in LAYOUT.iter().filter(|p| p.index < 4) {
+    for part in parts.iter().filter(|p| p.index < 4) {
         let (ty, flag) = if part.vfat {
             ("c", ", bootable")
         } else {
@@ -403,8 +470,8 @@ fn mbr_script(sec: &dyn Fn(u64) -> u64) -> String {
             sec(part.size_mib)
         ));
     }
-    script.push_str(&format!("start={}, type=5\n", sec(EXTENDED_START_MIB)));
-    for part in LAYOUT.iter().filter(|p| p.index > 4) {
+    script.push_str(&format!("start={}, type=5\n", sec(extended_start)));
+    for part in parts.iter().filter(|p| p.index > 4) {
         script.push_str(&format!(
             "start={}, size={}, type=83\n",
             sec(part.start_mib),
@@ -547,4 +614,30 @@ fn gzip(src: &Path, dst: &Path) -> Result<()> {
     enc.finish()?.flush()?;
     std::fs::rename(&tmp, dst)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_small_layout_has_the_same_shape() {
+        let (small, ext, disk) = layout(Boot::Pi2);
+        let labels = |l: &[Part]| {
+            l.iter()
+                .map(|p| (p.index, p.label, p.vfat))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(small), labels(&LAYOUT));
+        let mut end = 0;
+        for p in small {
+            assert_eq!(p.start_mib % 4, 0, "{}", p.label);
+            assert!(p.start_mib >= end, "{} overlaps", p.label);
+            // Logical partitions start after the extended one and its EBR.
+            assert_eq!(p.index > 4, p.start_mib > ext, "{}", p.label);
+            end = p.start_mib + p.size_mib;
+        }
+        assert!(end <= disk && disk < DISK_MIB, "{end} {disk}");
+        assert_eq!(layout(Boot::Pi3).2, DISK_MIB);
+    }
 }

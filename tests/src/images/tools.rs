@@ -1,5 +1,6 @@
 //! Running the host tools images are made with.
 
+use super::arm64_legacy::Arch;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,14 +40,23 @@ pub fn mcopy_dir(fs: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write `text` as an arm64 U-Boot script image named `name` to `out`
+/// Write `text` as a U-Boot script image for `arch` named `name` to `out`
 /// with `mkimage`, as a board vendor would (`work` holds the source).
-pub fn uboot_script(text: &str, name: &str, out: &Path, work: &Path) -> Result<()> {
+pub fn uboot_script(text: &str, name: &str, out: &Path, work: &Path, arch: Arch) -> Result<()> {
     let cmd = work.join("boot.cmd");
     std::fs::write(&cmd, text)?;
     run(
         Command::new("mkimage")
-            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none"])
+            .args([
+                "-A",
+                arch.mkimage(),
+                "-O",
+                "linux",
+                "-T",
+                "script",
+                "-C",
+                "none",
+            ])
             .args(["-n", name, "-d"])
             .arg(&cmd)
             .arg(out),
