@@ -244,6 +244,34 @@ pub fn run(a: BuildArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn args(extra: &[&str]) -> BuildArgs {
+        use clap::Parser;
+        let mut v = vec!["migrd", "build", "-i", "x.img", "-o", "out"];
+        v.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(v).unwrap().command {
+            crate::cli::Command::Build(b) => b,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A Raspberry Pi's ramdisk built offline carries the driver it
+    /// restarts through, after the operator's `--module`s.
+    #[test]
+    fn a_pi_device_type_adds_its_restart_driver() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("config.json");
+        std::fs::write(&cfg, r#"{"deviceType":"raspberrypi3"}"#).unwrap();
+        let c = cfg.display().to_string();
+        let n = needed_modules(&args(&["-c", &c, "--module", "zfs"])).unwrap();
+        let names: Vec<&str> = n.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["zfs", "bcm2835_wdt"]);
+        std::fs::write(&cfg, r#"{"deviceType":"genericx86-64-ext"}"#).unwrap();
+        assert!(needed_modules(&args(&["-c", &c])).unwrap().is_empty());
+        std::fs::write(&cfg, "not json").unwrap();
+        let e = format!("{:#}", needed_modules(&args(&["-c", &c])).unwrap_err());
+        assert!(e.contains("config.json") || e.contains(&c), "{e}");
+    }
+
     #[test]
     fn target_flags_make_an_identity() {
         let t = parse_target(&["serial=ABC".into(), "size=1024".into()], false, 7).unwrap();
