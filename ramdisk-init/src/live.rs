@@ -2,6 +2,7 @@
 //! loading with `finit_module`, power control.
 
 use crate::efi::table::TablePart;
+use crate::flash::reread_later::RereadLater;
 use crate::flash::touched::Touched;
 use crate::flash::{self, Device, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
@@ -14,7 +15,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -209,6 +210,7 @@ impl System for LiveSystem {
         let untouched = |e: flash::FlashError| FlashFailure {
             reason: e.to_string(),
             wrote: false,
+            retry: !e.is_input_fault(),
         };
         let mut dev = open_disk(disk).map_err(untouched)?;
         let opts = flash::Options::default();
@@ -218,18 +220,34 @@ impl System for LiveSystem {
                 total: p.total,
             });
         };
-        let mut watched = Touched::new(&mut dev);
+        let mut later = RereadLater::new(&mut dev);
+        let mut watched = Touched::new(&mut later);
         let r =
             flash::write_image(image, &mut watched, &opts, &mut cb).map_err(|e| FlashFailure {
                 reason: e.to_string(),
                 wrote: watched.wrote(),
+                retry: !e.is_input_fault(),
             })?;
         Ok(Flashed {
             bytes: r.bytes,
             sha256: r.sha256,
             verified: r.verified,
-            partitions_reread: r.partitions_reread,
         })
+    }
+
+    fn reread_partitions(&mut self, disk: &str) -> Result<(), String> {
+        let mut dev = open_disk(disk).map_err(|e| e.to_string())?;
+        dev.reread_partitions()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn add_partitions(&mut self, disk: &str, parts: &[TablePart]) -> Result<(), String> {
+        let p = Path::new("/dev").join(disk);
+        let f = File::open(&p).map_err(|e| format!("opening {}: {e}", p.display()))?;
+        let ss = flash::ioctl::logical_sector_size(f.as_fd())
+            .map_err(|e| format!("sector size of {}: {}", p.display(), e.desc()))?;
+        crate::partadd::replace(f.as_fd(), &p.display().to_string(), parts, ss)
     }
 
     fn efivarfs(&mut self) -> Result<PathBuf, String> {

@@ -5,6 +5,8 @@
 //! panics on input and never returns.
 
 use migrd_init::events::{EventLog, Status, Step};
+use migrd_init::guard::live::LiveActions;
+use migrd_init::guard::thread::Watcher;
 use migrd_init::live::{leave, LiveSystem};
 use migrd_init::stage::{run, Exit};
 
@@ -12,7 +14,8 @@ fn main() {
     refuse_unless_pid1();
     let mut sys = LiveSystem::default();
     let mut log = EventLog::new(std::io::stdout());
-    let exit = run(&mut sys, &mut log);
+    let guard = Watcher::start(LiveActions::new(None), std::time::Duration::from_secs(1));
+    let exit = run(&mut sys, &mut log, &guard);
     match exit {
         Exit::Migrated => {
             log.note(Step::Exit, Status::Ok, "rebooting into balenaOS");

@@ -38,7 +38,7 @@ pub fn write_on<S: System>(
     rel: &str,
     bytes: &[u8],
 ) -> Result<String, String> {
-    let found = partfind::by_uuid(sys, uuid)?;
+    let found = wait_for(sys, uuid)?;
     let mnt = sys.payload_root().join("mnt/oldos");
     std::fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
     sys.mount(&found.dev, fstype, &mnt)?;
@@ -47,6 +47,24 @@ pub fn write_on<S: System>(
     res?;
     un?;
     Ok(format!("{rel} on {}", found.dev.display()))
+}
+
+/// How long to wait for the old OS's filesystem, in 250 ms polls: a run
+/// that failed early (at the modules step) may not have seen its disks
+/// appear yet.
+const WAIT_POLLS: u32 = 40;
+
+/// The filesystem with UUID `uuid`, waiting up to 10 s for it to appear.
+fn wait_for<S: System>(sys: &mut S, uuid: &str) -> Result<partfind::Found, String> {
+    let mut poll = 0;
+    loop {
+        poll += 1;
+        match partfind::by_uuid(sys, uuid) {
+            Ok(f) => return Ok(f),
+            Err(e) if poll >= WAIT_POLLS => return Err(e),
+            Err(_) => sys.sleep(std::time::Duration::from_millis(250)),
+        }
+    }
 }
 
 /// Write the status file. Errors are returned for the event log; they never

@@ -87,12 +87,16 @@ pub struct TestHooks {
     /// panics and `panic=` reboots: proves the panic path falls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_after: Option<String>,
+    /// Make this step hang forever (e.g. `verify`), as a dead driver or SD
+    /// card would: proves the deadline guard brings the device back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang_at: Option<String>,
 }
 
 impl TestHooks {
     /// True when no hook is set.
     pub fn is_empty(&self) -> bool {
-        self.exit_after.is_none()
+        self.exit_after.is_none() && self.hang_at.is_none()
     }
 }
 

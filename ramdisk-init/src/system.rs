@@ -33,8 +33,6 @@ pub struct Flashed {
     pub sha256: String,
     /// Everything read back and compared.
     pub verified: bool,
-    /// The kernel re-read the partition table.
-    pub partitions_reread: bool,
 }
 
 /// The target disk as the flash engine will see it, read through the same
@@ -55,6 +53,10 @@ pub struct FlashFailure {
     /// A write reached the disk (or may have): the old OS is no longer
     /// known to be whole. `false` means the disk is as it was.
     pub wrote: bool,
+    /// Trying again may help (an I/O error, a read-back mismatch). `false`
+    /// for a failure of the input itself (it does not decode, does not
+    /// fit), which fails the same way every time.
+    pub retry: bool,
 }
 
 /// Flash progress, for events.
@@ -90,13 +92,21 @@ pub trait System {
     /// Open the target disk the way the flash will (read-write, direct
     /// I/O) and read its size and sector size; writes nothing.
     fn open_target(&mut self, disk: &str) -> Result<TargetGeometry, String>;
-    /// Write an image to a whole disk with the flash engine.
+    /// Write an image to a whole disk with the flash engine and read it
+    /// back; leaves the partition table re-read to
+    /// [`System::reread_partitions`].
     fn flash(
         &mut self,
         image: &Path,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
     ) -> Result<Flashed, FlashFailure>;
+    /// Ask the kernel to re-read the disk's partition table (BLKRRPART,
+    /// retried while the disk is busy).
+    fn reread_partitions(&mut self, disk: &str) -> Result<(), String>;
+    /// Tell the kernel about each of `parts` one by one (BLKPG), replacing
+    /// any partition of the same number: for when it keeps the old table.
+    fn add_partitions(&mut self, disk: &str, parts: &[TablePart]) -> Result<(), String>;
     /// The efivarfs folder, mounted first if needed. Fails when the machine
     /// was not booted by UEFI.
     fn efivarfs(&mut self) -> Result<PathBuf, String>;

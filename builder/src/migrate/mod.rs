@@ -114,6 +114,7 @@ fn test_hooks() -> TestHooks {
     match std::env::var(TEST_HOOK_ENV) {
         Ok(v) => TestHooks {
             exit_after: v.strip_prefix("exit-after=").map(str::to_string),
+            hang_at: v.strip_prefix("hang-at=").map(str::to_string),
         },
         Err(_) => TestHooks::default(),
     }

@@ -139,6 +139,29 @@ pub enum FlashError {
     },
 }
 
+impl FlashError {
+    /// A fault of the input itself (it does not open, decode or fit): the
+    /// same image fails the same way every time, so retrying cannot help.
+    /// The rest are faults of the target (I/O, short write, read-back
+    /// mismatch, a busy table), which another attempt may not hit.
+    pub fn is_input_fault(&self) -> bool {
+        match self {
+            FlashError::Open { .. }
+            | FlashError::Unsupported { .. }
+            | FlashError::Zip { .. }
+            | FlashError::Truncated { .. }
+            | FlashError::Corrupt { .. }
+            | FlashError::TrailingGarbage { .. }
+            | FlashError::TooLarge { .. }
+            | FlashError::WrongSize { .. } => true,
+            FlashError::ShortWrite { .. }
+            | FlashError::Mismatch { .. }
+            | FlashError::Reread { .. }
+            | FlashError::Target { .. } => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +181,36 @@ mod tests {
             offset: 1_048_577,
         };
         assert!(e.to_string().contains("at byte 1048577"));
+    }
+
+    #[test]
+    fn decode_faults_are_the_inputs_and_io_faults_the_targets() {
+        let corrupt = FlashError::Corrupt {
+            path: "img.gz".into(),
+            format: "gzip",
+            input_offset: 9,
+            output: 0,
+            detail: "invalid distance".into(),
+        };
+        assert!(corrupt.is_input_fault());
+        let truncated = FlashError::Truncated {
+            path: "img.gz".into(),
+            format: "gzip",
+            input_offset: 9,
+            output: 0,
+        };
+        assert!(truncated.is_input_fault());
+        let io = FlashError::Target {
+            action: "writing",
+            target: "/dev/sdz".into(),
+            source: io::Error::other("EIO"),
+        };
+        assert!(!io.is_input_fault());
+        let mismatch = FlashError::Mismatch {
+            path: "img".into(),
+            target: "/dev/sdz".into(),
+            offset: 0,
+        };
+        assert!(!mismatch.is_input_fault());
     }
 }

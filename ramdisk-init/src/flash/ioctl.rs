@@ -12,7 +12,11 @@
 //!   the kernel always writes a `u64`. Encoding it with `u64` gives a number
 //!   no 32-bit kernel knows (ENOTTY), which once failed every flash on
 //!   armv7;
-//! - `BLKRRPART` is `_IO(0x12, 95)`.
+//! - `BLKRRPART` is `_IO(0x12, 95)`;
+//! - `BLKPG` is `_IO(0x12, 105)` although it takes a pointer to a
+//!   `struct blkpg_ioctl_arg` (include/uapi/linux/blkpg.h), whose `data`
+//!   points to a `struct blkpg_partition`; both are `repr(C)` here, so their
+//!   layout follows the target's pointer and `long long` sizes.
 #![allow(unsafe_code)]
 
 use nix::libc::c_int;
@@ -27,6 +31,63 @@ const BLKGETSIZE64: nix::sys::ioctl::ioctl_num_type =
 nix::ioctl_read_bad!(blksszget, BLKSSZGET, c_int);
 nix::ioctl_read_bad!(blkgetsize64, BLKGETSIZE64, u64);
 nix::ioctl_none!(blkrrpart, 0x12, 95);
+nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+
+/// `struct blkpg_partition`.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: c_int,
+    flags: c_int,
+    datalen: c_int,
+    data: *mut BlkpgPartition,
+}
+
+/// `BLKPG_ADD_PARTITION`.
+const BLKPG_ADD_PARTITION: c_int = 1;
+/// `BLKPG_DEL_PARTITION`.
+const BLKPG_DEL_PARTITION: c_int = 2;
+
+fn blkpg_call(fd: BorrowedFd<'_>, op: c_int, pno: u32, start: u64, length: u64) -> nix::Result<()> {
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(|_| nix::errno::Errno::EINVAL)?,
+        length: i64::try_from(length).map_err(|_| nix::errno::Errno::EINVAL)?,
+        pno: c_int::try_from(pno).map_err(|_| nix::errno::Errno::EINVAL)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as c_int,
+        data: &mut part,
+    };
+    // SAFETY: `fd` is open (borrowed); `arg` and the `part` it points to
+    // live on this frame for the whole call and have the kernel's layout.
+    unsafe { blkpg(fd.as_raw_fd(), &arg) }?;
+    Ok(())
+}
+
+/// Tell the kernel about partition `pno` at byte `start`, `length` bytes
+/// long (BLKPG_ADD_PARTITION); `EBUSY` when that number or range is taken.
+pub fn add_partition(fd: BorrowedFd<'_>, pno: u32, start: u64, length: u64) -> nix::Result<()> {
+    blkpg_call(fd, BLKPG_ADD_PARTITION, pno, start, length)
+}
+
+/// Make the kernel forget partition `pno` (BLKPG_DEL_PARTITION); `ENXIO`
+/// when it has none of that number, `EBUSY` when it is open.
+pub fn delete_partition(fd: BorrowedFd<'_>, pno: u32) -> nix::Result<()> {
+    blkpg_call(fd, BLKPG_DEL_PARTITION, pno, 0, 0)
+}
 
 /// Logical sector size of a block device (BLKSSZGET).
 pub fn logical_sector_size(fd: BorrowedFd<'_>) -> nix::Result<u32> {
@@ -70,6 +131,15 @@ mod tests {
         assert_eq!(u64::from(BLKGETSIZE64 as u32), blkgetsize64);
         assert_eq!(u64::from(BLKSSZGET as u32), 0x1268);
         assert_eq!(u64::from(nix::request_code_none!(0x12, 95) as u32), 0x125f);
+        assert_eq!(u64::from(nix::request_code_none!(0x12, 105) as u32), 0x1269);
+        // struct blkpg_partition: two long long, an int, 2 x 64 chars,
+        // padded to 8 bytes; struct blkpg_ioctl_arg: three ints and a
+        // pointer, padded to the pointer's alignment.
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        #[cfg(target_pointer_width = "32")]
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 16);
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
     }
 
     /// On a real block device (a loop device, when the machine lets the

@@ -18,7 +18,8 @@
 //!   through [`ioctl`], and [`reread`] makes the kernel see the new table;
 //! - [`engine`] holds the first MiB back until the rest is written and read
 //!   back, and reports [`progress`]; failures are [`error::FlashError`]s;
-//! - [`touched`] tells the caller whether a failed run wrote anything.
+//! - [`touched`] tells the caller whether a failed run wrote anything, and
+//!   [`reread_later`] leaves the table re-read to it (stage 2's own step).
 
 pub mod aligned;
 pub mod counting;
@@ -36,6 +37,7 @@ pub mod peek;
 pub mod pipeline;
 pub mod progress;
 pub mod reread;
+pub mod reread_later;
 pub mod size;
 pub mod source;
 pub mod touched;

@@ -37,6 +37,50 @@ impl LoopDevice {
         Some(LoopDevice { dev, _file: file })
     }
 
+    /// Attach a file of `size` bytes that starts with `head` (a partition
+    /// table), with partition scanning (`losetup -P`), so the kernel lists
+    /// its partitions. `None` when not root.
+    pub fn attach_with_table(size: u64, head: &[u8]) -> Option<Self> {
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if !root {
+            return None;
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(size).unwrap();
+        std::fs::write(file.path(), head).unwrap();
+        file.as_file().set_len(size).unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--partscan"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Some(LoopDevice { dev, _file: file })
+    }
+
+    /// Partition `n` opened for reading, through a device node made from
+    /// sysfs (a container's /dev may lack it); held open until dropped.
+    pub fn open_partition(&self, n: u32) -> (tempfile::TempDir, std::fs::File) {
+        let name = self.dev.file_name().unwrap().to_str().unwrap();
+        let majmin = std::fs::read_to_string(format!("/sys/class/block/{name}p{n}/dev")).unwrap();
+        let (maj, min) = majmin.trim().split_once(':').unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("part");
+        let st = Command::new("mknod")
+            .arg(&node)
+            .args(["b", maj, min])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let f = std::fs::File::open(&node).unwrap();
+        (dir, f)
+    }
+
     /// The device node.
     pub fn path(&self) -> &Path {
         &self.dev

@@ -5,15 +5,21 @@ use super::*;
 use crate::efi::load_option::{HardDrive, LoadOption, PartSignature};
 use crate::efi::table::TablePart;
 use crate::efi::vars::{boot_var, EfiVars};
+use crate::events::EventLog;
 use crate::fsprobe::FsInfo;
+use crate::guard::Recorder;
 use crate::plan::tests_support::sample_plan;
+use crate::plan::Plan;
 use crate::plan::{InjectTarget, Injection, PayloadRole, StatusLocation, TestHooks, PLAN_VERSION};
 use crate::system::{FlashFailure, Flashed, TargetGeometry};
+use crate::system::{FlashProgress, ModuleLoad};
 use crate::target::Disk;
+use serde_json::json;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 struct Fake {
     plan: String,
@@ -26,6 +32,14 @@ struct Fake {
     flash_failures: u32,
     /// The failing flashes wrote something before failing.
     failures_write: bool,
+    /// Another attempt may succeed (an I/O error, not a decode error).
+    failures_retry: bool,
+    /// What re-reading the partition table reports.
+    reread: Result<(), String>,
+    /// The kernel's view of vda is the flashed image's table.
+    kernel_new: bool,
+    /// Partitions added one by one, when they were.
+    added: Option<Vec<TablePart>>,
     flash_calls: u32,
     /// What opening the target reports.
     geometry: Result<TargetGeometry, String>,
@@ -49,7 +63,7 @@ impl Fake {
         let mut m = BTreeMap::new();
         // A USB stick for the log, untouched by flashing.
         m.insert(dev.join("sdb1"), fs("vfat", "LOGS", "10G-0001"));
-        if self.flashed {
+        if self.kernel_new {
             m.insert(dev.join("vda1"), fs("vfat", "resin-boot", "AAAA-0001"));
             m.insert(dev.join("vda2"), fs("ext4", "resin-rootA", "r-a"));
             m.insert(dev.join("vda6"), fs("ext4", "resin-data", "r-d"));
@@ -73,7 +87,7 @@ impl System for Fake {
         Ok(self.plan.clone())
     }
     fn load_module(&mut self, path: &str) -> Result<ModuleLoad, String> {
-        let m = short(path);
+        let m = super::before::short(path);
         if self.loaded.contains(&m) {
             return Ok(ModuleLoad::AlreadyLoaded);
         }
@@ -152,6 +166,7 @@ impl System for Fake {
             return Err(FlashFailure {
                 reason: format!("write error at attempt {}", self.flash_calls),
                 wrote: self.failures_write,
+                retry: self.failures_retry,
             });
         }
         progress(FlashProgress {
@@ -163,8 +178,19 @@ impl System for Fake {
             bytes: 3,
             sha256: "x".into(),
             verified: true,
-            partitions_reread: true,
         })
+    }
+    fn reread_partitions(&mut self, disk: &str) -> Result<(), String> {
+        assert_eq!(disk, "vda");
+        self.reread.clone()?;
+        self.kernel_new = self.flashed;
+        Ok(())
+    }
+    fn add_partitions(&mut self, disk: &str, parts: &[TablePart]) -> Result<(), String> {
+        assert_eq!(disk, "vda");
+        self.added = Some(parts.to_vec());
+        self.kernel_new = self.flashed;
+        Ok(())
     }
     fn open_target(&mut self, disk: &str) -> Result<TargetGeometry, String> {
         assert_eq!(disk, "vda");
@@ -266,6 +292,10 @@ fn setup(content: &[u8], tweak: impl FnOnce(&mut Plan)) -> (tempfile::TempDir, F
         flashed: false,
         flash_failures: 0,
         failures_write: true,
+        failures_retry: true,
+        reread: Ok(()),
+        kernel_new: false,
+        added: None,
         flash_calls: 0,
         geometry: Ok(TargetGeometry {
             size: 8 << 30,
@@ -307,7 +337,7 @@ fn status_file(sys: &Fake) -> serde_json::Value {
 fn a_good_payload_is_flashed_then_config_and_log_injected() {
     let (_d, mut sys) = setup(b"abc", |_| {});
     let mut buf = Vec::new();
-    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default());
     assert_eq!(exit, Exit::Migrated);
     assert_eq!(
         sys.loaded,
@@ -362,7 +392,7 @@ fn a_good_payload_is_flashed_then_config_and_log_injected() {
 fn a_flipped_byte_falls_back_before_writing_and_says_why_to_the_old_os() {
     let (_d, mut sys) = setup(b"abd", |_| {});
     let mut buf = Vec::new();
-    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+    match run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()) {
         Exit::Fallback {
             step: Step::Verify,
             reason,
@@ -396,7 +426,7 @@ fn the_log_device_gets_the_whole_log_whatever_the_outcome() {
             })
         });
         let mut buf = Vec::new();
-        let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+        let exit = run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default());
         let log =
             std::fs::read_to_string(sys.fs_dir("10G-0001").join(crate::oldos::DEVICE_LOG_PATH))
                 .unwrap();
@@ -410,7 +440,7 @@ fn pretend_runs_up_to_the_point_of_no_return_and_goes_back() {
     let (_d, mut sys) = setup(b"abc", |p| p.pretend = true);
     let mut buf = Vec::new();
     assert_eq!(
-        run(&mut sys, &mut EventLog::new(&mut buf)),
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
         Exit::PretendDone
     );
     assert_eq!(sys.flash_calls, 0);
@@ -425,14 +455,22 @@ fn flashing_is_retried_and_gives_up_without_booting_garbage() {
     let (_d, mut sys) = setup(b"abc", |_| {});
     sys.flash_failures = FLASH_ATTEMPTS - 1;
     assert_eq!(
-        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default()
+        ),
         Exit::Migrated
     );
     assert_eq!(sys.flash_calls, FLASH_ATTEMPTS);
     let (_d, mut sys) = setup(b"abc", |_| {});
     sys.flash_failures = FLASH_ATTEMPTS;
     assert!(matches!(
-        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default()
+        ),
         Exit::FlashFailed { .. }
     ));
 }
@@ -457,7 +495,11 @@ fn a_target_that_cannot_be_opened_or_sized_falls_back_before_writing() {
     ] {
         let (_d, mut sys) = setup(b"abc", |_| {});
         sys.geometry = geometry;
-        match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+        match run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default(),
+        ) {
             Exit::Fallback {
                 step: Step::FindTarget,
                 reason,
@@ -483,7 +525,11 @@ fn a_flash_that_wrote_nothing_goes_back_to_the_old_os() {
     let (_d, mut sys) = setup(b"abc", |_| {});
     sys.flash_failures = FLASH_ATTEMPTS;
     sys.failures_write = false;
-    match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+    match run(
+        &mut sys,
+        &mut EventLog::new(&mut Vec::new()),
+        &Recorder::default(),
+    ) {
         Exit::Fallback {
             step: Step::Flash,
             reason,
@@ -503,10 +549,15 @@ fn the_test_hook_exits_pid_one_after_the_named_step() {
     let (_d, mut sys) = setup(b"abc", |p| {
         p.test = TestHooks {
             exit_after: Some("plan".into()),
+            ..Default::default()
         }
     });
     assert_eq!(
-        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default()
+        ),
         Exit::TestExit
     );
     assert!(sys.loaded.is_empty());
@@ -516,7 +567,11 @@ fn the_test_hook_exits_pid_one_after_the_named_step() {
 fn short_payload_missing_disk_and_bad_plans_fall_back() {
     let (_d, mut sys) = setup(b"ab", |_| {});
     assert!(matches!(
-        run(&mut sys, &mut EventLog::new(&mut Vec::new())),
+        run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default()
+        ),
         Exit::Fallback {
             step: Step::LoadPayload,
             ..
@@ -526,7 +581,7 @@ fn short_payload_missing_disk_and_bad_plans_fall_back() {
     sys.disks[1].serial = Some("SOMETHING-ELSE".into());
     let mut buf = Vec::new();
     assert!(matches!(
-        run(&mut sys, &mut EventLog::new(&mut buf)),
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
         Exit::Fallback {
             step: Step::FindTarget,
             ..
@@ -536,7 +591,11 @@ fn short_payload_missing_disk_and_bad_plans_fall_back() {
     sys.plan = sys
         .plan
         .replace(&format!("\"version\": {PLAN_VERSION}"), "\"version\": 77");
-    match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+    match run(
+        &mut sys,
+        &mut EventLog::new(&mut Vec::new()),
+        &Recorder::default(),
+    ) {
         Exit::Fallback {
             step: Step::Plan,
             reason,
@@ -549,7 +608,11 @@ fn short_payload_missing_disk_and_bad_plans_fall_back() {
 fn an_unloadable_module_set_is_reported_by_name() {
     let (_d, mut sys) = setup(b"abc", |_| {});
     sys.needs = vec![("virtio_blk", "virtio_ring")];
-    match run(&mut sys, &mut EventLog::new(&mut Vec::new())) {
+    match run(
+        &mut sys,
+        &mut EventLog::new(&mut Vec::new()),
+        &Recorder::default(),
+    ) {
         Exit::Fallback {
             step: Step::Modules,
             reason,
@@ -598,7 +661,7 @@ fn config_txt_is_restored_by_partuuid_before_the_target_is_looked_for() {
     // Upper case in the plan: PARTUUIDs compare without case.
     let (_d, mut sys) = config_txt_setup(b"abd", "0000BEEF-01", |_| {});
     let mut buf = Vec::new();
-    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default());
     assert_eq!(config_txt(&sys), "arm_boost=1\n");
     // Restored, so a later failure falls back as usual: the old OS boots.
     assert!(
@@ -639,7 +702,7 @@ fn an_unrestorable_config_txt_goes_on_with_the_migration() {
     // again, so a good payload is flashed anyway.
     let (_d, mut sys) = config_txt_setup(b"abc", "0000beef-09", |_| {});
     let mut buf = Vec::new();
-    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default());
     assert_eq!(exit, Exit::Migrated);
     assert!(sys.flashed);
     let st = steps(&events(&buf));
@@ -653,7 +716,7 @@ fn an_unrestorable_config_txt_then_a_failure_powers_off_instead_of_looping() {
         let content: &[u8] = if pretend { b"abc" } else { b"abd" };
         let (_d, mut sys) = config_txt_setup(content, "0000beef-09", |p| p.pretend = pretend);
         let mut buf = Vec::new();
-        match run(&mut sys, &mut EventLog::new(&mut buf)) {
+        match run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()) {
             Exit::Stranded { reason, .. } => {
                 assert!(reason.contains("0000beef-09"), "{reason}");
             }
@@ -671,7 +734,7 @@ fn a_failed_restore_on_a_self_clearing_boot_falls_back() {
         p.boot.strategy = crate::plan::BootStrategy::Grub;
     });
     let mut buf = Vec::new();
-    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+    match run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()) {
         Exit::Fallback {
             step: Step::Disarm,
             reason,
@@ -711,7 +774,7 @@ fn uenv(sys: &Fake) -> String {
 fn uboot_restore_first_puts_uenv_back_before_any_other_step() {
     let (_d, mut sys) = uenv_setup(b"abd", "0000beef-01");
     let mut buf = Vec::new();
-    let exit = run(&mut sys, &mut EventLog::new(&mut buf));
+    let exit = run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default());
     assert_eq!(uenv(&sys), "uname_r=5.10\n");
     // Restored, so the flipped byte found later falls back to the old OS.
     assert!(
@@ -747,7 +810,7 @@ fn uboot_restore_first_that_cannot_restore_powers_off_after_a_failure() {
     // again, so a later failure powers off instead.
     let (_d, mut sys) = uenv_setup(b"abd", "0000beef-09");
     let mut buf = Vec::new();
-    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+    match run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()) {
         Exit::Stranded { reason, .. } => assert!(reason.contains("0000beef-09"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -809,7 +872,7 @@ fn disarm_deletes_the_ramdisk_entry_before_anything_can_fail() {
     let (_d, mut sys) = uefi_setup(|p| p.pretend = true);
     let mut buf = Vec::new();
     assert_eq!(
-        run(&mut sys, &mut EventLog::new(&mut buf)),
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
         Exit::PretendDone
     );
     let v = efivars(&mut sys);
@@ -835,7 +898,7 @@ fn an_already_deleted_entry_is_fine_but_no_efivarfs_falls_back() {
     std::fs::remove_file(sys.root.join("efivars").join(boot_var(3))).unwrap();
     let mut buf = Vec::new();
     assert_eq!(
-        run(&mut sys, &mut EventLog::new(&mut buf)),
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
         Exit::PretendDone
     );
     assert!(String::from_utf8_lossy(&buf).contains("was already gone"));
@@ -843,7 +906,7 @@ fn an_already_deleted_entry_is_fine_but_no_efivarfs_falls_back() {
     let (_d, mut sys) = uefi_setup(|_| {});
     sys.uefi = false;
     let mut buf = Vec::new();
-    match run(&mut sys, &mut EventLog::new(&mut buf)) {
+    match run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()) {
         Exit::Fallback {
             step: Step::Disarm,
             reason,
@@ -860,7 +923,10 @@ fn an_already_deleted_entry_is_fine_but_no_efivarfs_falls_back() {
 fn after_flashing_the_new_entry_goes_first_and_stale_entries_go() {
     let (_d, mut sys) = uefi_setup(|_| {});
     let mut buf = Vec::new();
-    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
+        Exit::Migrated
+    );
     let v = efivars(&mut sys);
     // Boot0001 (debian, old ESP) and Boot0003 (ramdisk) are gone; the new
     // entry took the lowest free number, 0000, and leads BootOrder.
@@ -886,7 +952,10 @@ fn without_the_esp_type_the_fat_partition_with_the_loader_is_used() {
     let (_d, mut sys) = uefi_setup(|_| {});
     sys.esp_typed = false;
     let mut buf = Vec::new();
-    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
+        Exit::Migrated
+    );
     let v = efivars(&mut sys);
     let o = LoadOption::decode(&v.read(&boot_var(0)).unwrap().unwrap().data).unwrap();
     assert_eq!(o.hard_drive().unwrap().partuuid(), NEW_ESP);
@@ -900,7 +969,10 @@ fn a_failed_efi_setup_is_logged_and_the_migration_completes() {
     sys.esp_typed = false;
     std::fs::remove_dir_all(sys.fs_dir("AAAA-0001").join("EFI")).unwrap();
     let mut buf = Vec::new();
-    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
+        Exit::Migrated
+    );
     let ev = events(&buf);
     let f = ev.iter().find(|e| e["step"] == "efi-setup").unwrap();
     assert_eq!(f["status"], "fail");
@@ -914,7 +986,10 @@ fn a_failed_efi_setup_is_logged_and_the_migration_completes() {
 fn no_efi_setup_leaves_the_firmware_entries_alone() {
     let (_d, mut sys) = uefi_setup(|p| p.efi_setup = None);
     let mut buf = Vec::new();
-    assert_eq!(run(&mut sys, &mut EventLog::new(&mut buf)), Exit::Migrated);
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
+        Exit::Migrated
+    );
     let v = efivars(&mut sys);
     // Only the disarm step touched them (the ramdisk's own entry).
     assert_eq!(v.boot_numbers().unwrap(), [1, 2]);
@@ -922,4 +997,159 @@ fn no_efi_setup_leaves_the_firmware_entries_alone() {
     assert!(!steps(&events(&buf))
         .iter()
         .any(|s| s.starts_with("efi-setup")));
+}
+
+/// A flash that wrote and then failed on the input itself (a decode error)
+/// is not retried: the same bytes fail the same way.
+#[test]
+fn a_decode_error_after_writing_is_not_retried() {
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.flash_failures = FLASH_ATTEMPTS;
+    sys.failures_retry = false;
+    match run(
+        &mut sys,
+        &mut EventLog::new(&mut Vec::new()),
+        &Recorder::default(),
+    ) {
+        Exit::FlashFailed { reason } => {
+            assert!(reason.contains("retrying cannot help"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sys.flash_calls, 1);
+}
+
+/// Written and read back, but the kernel keeps the old table: the new
+/// partitions are added from the table just written, config.json still
+/// goes in, and balenaOS boots. Without the adding, injection fails but
+/// the run still ends on balenaOS.
+#[test]
+fn a_kept_table_gets_the_new_partitions_and_injection_still_runs() {
+    let (d, mut sys) = setup(b"abc", |_| {});
+    sys.reread = Err("BLKRRPART: Device or resource busy".into());
+    let mut buf = Vec::new();
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut buf), &Recorder::default()),
+        Exit::Migrated
+    );
+    let added: Vec<u32> = sys.added.iter().flatten().map(|p| p.hd.partition).collect();
+    assert_eq!(added, [1, 2, 6]);
+    let st = steps(&events(&buf));
+    let at = |s: &str| st.iter().position(|x| x == s).unwrap_or(usize::MAX);
+    assert!(
+        at("reread-partitions/fail") < at("reread-partitions/ok"),
+        "{st:?}"
+    );
+    assert!(at("reread-partitions/ok") < at("inject/ok"), "{st:?}");
+    assert!(st.contains(&"done/ok".to_string()), "{st:?}");
+    assert!(d.path().join("fs/AAAA-0001/config.json").is_file());
+}
+
+/// A module set that cannot load leaves its reason for the old OS too.
+#[test]
+fn a_module_failure_is_recorded_for_the_old_os() {
+    let (_d, mut sys) = setup(b"abc", |_| {});
+    sys.needs = vec![("virtio_blk", "virtio_ring")];
+    assert!(matches!(
+        run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default()
+        ),
+        Exit::Fallback {
+            step: Step::Modules,
+            ..
+        }
+    ));
+    let st = status_file(&sys);
+    assert_eq!(
+        (st["outcome"].as_str(), st["step"].as_str()),
+        (Some("fallback"), Some("modules"))
+    );
+}
+
+/// The table: every step before the point of no return comes first, the
+/// gate is the last of them, names are unique, and every step before it
+/// has a finite budget.
+#[test]
+fn the_step_table_keeps_the_point_of_no_return_a_gate() {
+    let table = steps_table();
+    let first_after = table
+        .iter()
+        .position(|d| d.phase == Phase::After)
+        .unwrap_or(table.len());
+    assert!(table[first_after..].iter().all(|d| d.phase == Phase::After));
+    assert_eq!(table[first_after - 1].step, Step::PointOfNoReturn);
+    let mut names: Vec<String> = table.iter().map(|d| d.step.name()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), table.len());
+    let plan = sample_plan();
+    for d in &table[..first_after] {
+        assert!(d.budget.limit(Some(&plan)).is_some(), "{:?}", d.step);
+    }
+}
+
+fn steps_table() -> Vec<StepDef<Fake, Vec<u8>>> {
+    super::steps::<Fake, Vec<u8>>()
+}
+
+/// The exit hook works after any step by its event name.
+#[test]
+fn the_exit_hook_names_any_step() {
+    let (_d, mut sys) = setup(b"abc", |p| p.test.exit_after = Some("find-target".into()));
+    assert_eq!(
+        run(
+            &mut sys,
+            &mut EventLog::new(&mut Vec::new()),
+            &Recorder::default()
+        ),
+        Exit::TestExit
+    );
+    assert!(!sys.loaded.is_empty());
+    assert_eq!(sys.flash_calls, 0);
+}
+
+/// The guard hears of every step with its phase and budget, of the
+/// flash's progress, and of the end of the run.
+#[test]
+fn the_guard_hears_each_step_its_budget_and_the_flash_progress() {
+    let (_d, mut sys) = setup(b"abc", |p| p.target.wait_secs = 20);
+    let g = Recorder::default();
+    assert_eq!(
+        run(&mut sys, &mut EventLog::new(&mut Vec::new()), &g),
+        Exit::Migrated
+    );
+    let entered = g.entered.lock().unwrap().clone();
+    let names: Vec<String> = entered.iter().map(|(s, _, _)| s.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "setup",
+            "plan",
+            "modules",
+            "disarm",
+            "find-target",
+            "load-payload",
+            "verify",
+            "point-of-no-return",
+            "flash",
+            "reread-partitions",
+            "efi-setup",
+            "inject",
+            "done"
+        ]
+    );
+    let find = entered
+        .iter()
+        .find(|(s, _, _)| *s == Step::FindTarget)
+        .unwrap();
+    assert_eq!(
+        (find.1, find.2),
+        (Phase::Before, Some(Duration::from_secs(50)))
+    );
+    let flash = entered.iter().find(|(s, _, _)| *s == Step::Flash).unwrap();
+    assert_eq!((flash.1, flash.2), (Phase::After, None));
+    assert!(g.progress.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(g.finished.load(std::sync::atomic::Ordering::Relaxed));
 }

@@ -1,0 +1,86 @@
+//! The guard's actions on the real machine: pet the hardware watchdog,
+//! and on an overrun say so on the console and reboot or power off at once.
+
+use super::thread::{Actions, Expiry};
+use crate::events::Step;
+use nix::sys::reboot::{reboot, RebootMode};
+use std::time::Duration;
+
+/// A hardware watchdog the guard keeps from firing.
+pub trait HardwareWatchdog: Send {
+    /// Reset its countdown.
+    fn keepalive(&mut self) -> Result<(), String>;
+    /// Stop it, where the driver allows (magic close).
+    fn disarm(&mut self) -> Result<(), String>;
+}
+
+/// The guard's actions under PID 1.
+pub struct LiveActions {
+    watchdog: Option<Box<dyn HardwareWatchdog>>,
+}
+
+impl LiveActions {
+    /// Acting alone (`None`) or also petting `watchdog`.
+    pub fn new(watchdog: Option<Box<dyn HardwareWatchdog>>) -> Self {
+        LiveActions { watchdog }
+    }
+}
+
+/// The console line for an overrun, in the events' format.
+pub fn overrun_line(step: Step, for_: Duration, how: Expiry) -> String {
+    let then = match how {
+        Expiry::Reboot => "rebooting into the old OS, which is whole",
+        Expiry::PowerOff => "powering off",
+    };
+    serde_json::json!({
+        "migrd": 1,
+        "step": step.name(),
+        "status": "fail",
+        "msg": format!("{} has run {} s, over its budget: a hang; {then}", step.name(), for_.as_secs()),
+    })
+    .to_string()
+}
+
+impl Actions for LiveActions {
+    fn pet(&mut self) {
+        if let Some(w) = self.watchdog.as_mut() {
+            // A failed keepalive is retried next tick; if it keeps failing
+            // the watchdog resets the board, which is what it is for.
+            let _ = w.keepalive();
+        }
+    }
+
+    fn expire(&mut self, step: Step, for_: Duration, how: Expiry) {
+        println!("\r\n{}\r", overrun_line(step, for_, how));
+        // No sync: the hang may be the disk itself. Nothing before the
+        // point of no return needs it (the status is written synced).
+        let mode = match how {
+            Expiry::Reboot => RebootMode::RB_AUTOBOOT,
+            Expiry::PowerOff => RebootMode::RB_POWER_OFF,
+        };
+        let _ = reboot(mode);
+        // Still here: stop petting and let the hardware watchdog act.
+    }
+
+    fn finished(&mut self) {
+        if let Some(w) = self.watchdog.as_mut() {
+            let _ = w.disarm();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overrun_line_is_an_event_that_names_the_step_and_the_way_out() {
+        let l = overrun_line(Step::Verify, Duration::from_secs(125), Expiry::Reboot);
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["step"], "verify");
+        assert_eq!(v["status"], "fail");
+        let msg = v["msg"].as_str().unwrap();
+        assert!(msg.contains("125 s") && msg.contains("old OS"), "{msg}");
+        assert!(l.starts_with("{\"migrd\""), "{l}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The live guard: a thread that judges the [`Watch`] every tick, pets the
+//! hardware watchdog while all is fine and acts when a step overruns. It
+//! owns nothing the step loop needs, so a step stuck in the kernel cannot
+//! block it.
+
+use super::verdict::{Verdict, Watch};
+use super::Guard;
+use crate::events::Step;
+use crate::stage::Phase;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What an overrun leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Before the point of no return: the old OS is whole, reboot into it.
+    Reboot,
+    /// After it (a stalled flash), or when a reboot would start this
+    /// ramdisk again: power off.
+    PowerOff,
+}
+
+/// What the watcher does to the machine.
+pub trait Actions: Send + 'static {
+    /// Keep the hardware watchdog from firing (nothing without one).
+    fn pet(&mut self);
+    /// `step` overran (`for_`): say so on the console and leave as `how`
+    /// says. On a real machine this does not return; if it does, the
+    /// watchdog, no longer petted, resets the board.
+    fn expire(&mut self, step: Step, for_: Duration, how: Expiry);
+    /// The run is over and PID 1 is leaving by itself: disarm the hardware
+    /// watchdog if the driver allows.
+    fn finished(&mut self);
+}
+
+#[derive(Debug)]
+struct Shared {
+    watch: Watch,
+    stranded: bool,
+}
+
+/// The guard's handle for the step loop; the thread holds the other.
+pub struct Watcher {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Watcher {
+    /// Start judging now, every `tick`, acting through `actions`.
+    pub fn start<A: Actions>(mut actions: A, tick: Duration) -> Self {
+        let shared = Arc::new(Mutex::new(Shared {
+            watch: Watch::new(Instant::now()),
+            stranded: false,
+        }));
+        let theirs = Arc::clone(&shared);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(tick);
+            let (verdict, stranded) = {
+                let s = lock(&theirs);
+                (s.watch.verdict(Instant::now()), s.stranded)
+            };
+            match judge(verdict, stranded) {
+                Act::Pet => actions.pet(),
+                Act::Finished => return actions.finished(),
+                Act::Expire(step, for_, how) => return actions.expire(step, for_, how),
+            }
+        });
+        Watcher { shared }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Shared)) {
+        f(&mut lock(&self.shared));
+    }
+
+    /// The boot change could not be undone: a reboot would start this
+    /// ramdisk again, so an overrun powers off instead.
+    pub fn stranded(&self) {
+        self.with(|s| s.stranded = true);
+    }
+}
+
+/// A poisoned lock only means the other side panicked holding it; the
+/// watch inside is still the last one written.
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Act {
+    Pet,
+    Finished,
+    Expire(Step, Duration, Expiry),
+}
+
+fn judge(v: Verdict, stranded: bool) -> Act {
+    match v {
+        Verdict::Fine => Act::Pet,
+        Verdict::Finished => Act::Finished,
+        Verdict::Overrun { step, phase, for_ } => {
+            let how = if phase == Phase::Before && !stranded {
+                Expiry::Reboot
+            } else {
+                Expiry::PowerOff
+            };
+            Act::Expire(step, for_, how)
+        }
+    }
+}
+
+impl Guard for Watcher {
+    fn enter(&self, step: Step, phase: Phase, limit: Option<Duration>, stall: Option<Duration>) {
+        self.with(|s| s.watch.enter(Instant::now(), step, phase, limit, stall));
+    }
+    fn progress(&self) {
+        self.with(|s| s.watch.progress(Instant::now()));
+    }
+    fn finish(&self) {
+        self.with(|s| s.watch.finish());
+    }
+    fn stranded(&self) {
+        Watcher::stranded(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    struct Probe(mpsc::Sender<String>);
+
+    impl Actions for Probe {
+        fn pet(&mut self) {
+            let _ = self.0.send("pet".into());
+        }
+        fn expire(&mut self, step: Step, _for: Duration, how: Expiry) {
+            let _ = self.0.send(format!("expire {} {how:?}", step.name()));
+        }
+        fn finished(&mut self) {
+            let _ = self.0.send("finished".into());
+        }
+    }
+
+    fn first_not_pet(rx: &mpsc::Receiver<String>) -> String {
+        loop {
+            let m = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            if m != "pet" {
+                return m;
+            }
+        }
+    }
+
+    #[test]
+    fn pets_while_fine_then_reboots_on_an_overrun_before_the_point_of_no_return() {
+        let (tx, rx) = mpsc::channel();
+        let w = Watcher::start(Probe(tx), Duration::from_millis(5));
+        w.enter(
+            Step::Verify,
+            Phase::Before,
+            Some(Duration::from_millis(200)),
+            None,
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "pet");
+        assert_eq!(first_not_pet(&rx), "expire verify Reboot");
+    }
+
+    #[test]
+    fn a_stalled_flash_or_a_stranded_run_powers_off() {
+        let (tx, rx) = mpsc::channel();
+        let w = Watcher::start(Probe(tx), Duration::from_millis(5));
+        w.enter(
+            Step::Flash,
+            Phase::After,
+            None,
+            Some(Duration::from_millis(100)),
+        );
+        assert_eq!(first_not_pet(&rx), "expire flash PowerOff");
+        let (tx, rx) = mpsc::channel();
+        let w = Watcher::start(Probe(tx), Duration::from_millis(5));
+        w.stranded();
+        w.enter(
+            Step::Modules,
+            Phase::Before,
+            Some(Duration::from_millis(100)),
+            None,
+        );
+        assert_eq!(first_not_pet(&rx), "expire modules PowerOff");
+    }
+
+    #[test]
+    fn progress_keeps_a_flash_alive_and_finish_ends_the_watch() {
+        let (tx, rx) = mpsc::channel();
+        let w = Watcher::start(Probe(tx), Duration::from_millis(5));
+        w.enter(
+            Step::Flash,
+            Phase::After,
+            None,
+            Some(Duration::from_millis(300)),
+        );
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            w.progress();
+        }
+        w.finish();
+        assert_eq!(first_not_pet(&rx), "finished");
+    }
+}

@@ -1,0 +1,198 @@
+//! Stage 2 as a table of steps run by one loop.
+//!
+//! | step | phase | budget | module |
+//! |---|---|---|---|
+//! | setup | before | 30 s | [`before`] |
+//! | plan | before | 10 s | [`before`] |
+//! | modules | before | 120 s | [`before`] |
+//! | disarm | before | 90 s | [`crate::disarm`] |
+//! | find-target (and open it) | before | the plan's wait + 30 s | [`before`] |
+//! | load-payload | before | 30 s | [`before`] |
+//! | verify | before | 60 s + 1 s per 2 MiB of payload | [`before`] |
+//! | point-of-no-return (`--pretend` stops here) | before | 10 s | [`before`] |
+//! | flash | after | no progress for 5 min | [`after`] |
+//! | reread-partitions | after | 60 s | [`after`] |
+//! | efi-setup | after | 60 s | [`after`] |
+//! | inject | after | 120 s | [`after`] |
+//! | done | after | 10 s | [`after`] |
+//!
+//! The loop ([`run`]) tells the [`Guard`] each step's phase and budget (a
+//! step that overruns it is a hang: see [`crate::guard`]), applies the
+//! lab's test hooks, and turns the first failure into an exit in one place
+//! (`Run::fail`, see [`outcome`]): a failure that wrote nothing goes back
+//! to the old OS with a status for it; one that left the disk partly
+//! written powers off. Failures a step can live with (a boot entry, an
+//! injection) are logged by the step itself and the run goes on.
+
+mod after;
+mod before;
+mod budget;
+mod outcome;
+mod run;
+
+pub use budget::{Budget, Phase};
+pub use outcome::{Damage, Exit, Failed};
+
+use crate::events::{EventLog, Status, Step};
+use crate::guard::Guard;
+use crate::oldos;
+use crate::system::System;
+use run::Run;
+use std::io::Write;
+
+/// Attempts at flashing before giving up, when retrying can help.
+pub const FLASH_ATTEMPTS: u32 = 3;
+
+/// What the loop does after a step.
+pub(crate) enum Next {
+    /// Run the next step.
+    Go,
+    /// Leave now, this way (pretend, nothing to flash).
+    Leave(Exit),
+}
+
+/// A step's body.
+type StepFn<S, W> = fn(&mut Run<'_, S, W>) -> Result<Next, Failed>;
+
+/// One row of the table.
+pub(crate) struct StepDef<S: System, W: Write> {
+    /// Which step (its name in events and hooks).
+    pub step: Step,
+    /// Before or after the point of no return.
+    pub phase: Phase,
+    /// How long it may take.
+    pub budget: Budget,
+    /// What it does.
+    pub run: StepFn<S, W>,
+}
+
+/// The steps, in order; see the module table.
+pub(crate) fn steps<S: System, W: Write>() -> Vec<StepDef<S, W>> {
+    use Budget::{Fixed, PayloadRead, Stall, TargetWait};
+    use Phase::{After, Before};
+    let row = |step, phase, budget, run: StepFn<S, W>| StepDef {
+        step,
+        phase,
+        budget,
+        run,
+    };
+    vec![
+        row(Step::Setup, Before, Fixed(30), before::setup),
+        row(Step::Plan, Before, Fixed(10), before::plan),
+        row(Step::Modules, Before, Fixed(120), before::modules),
+        row(Step::Disarm, Before, Fixed(90), before::disarm),
+        row(Step::FindTarget, Before, TargetWait, before::find_target),
+        row(Step::LoadPayload, Before, Fixed(30), before::load_payload),
+        row(Step::Verify, Before, PayloadRead, before::verify),
+        row(
+            Step::PointOfNoReturn,
+            Before,
+            Fixed(10),
+            before::point_of_no_return,
+        ),
+        row(Step::Flash, After, Stall(300), after::flash),
+        row(
+            Step::RereadPartitions,
+            After,
+            Fixed(60),
+            after::reread_partitions,
+        ),
+        row(Step::EfiSetup, After, Fixed(60), after::efi_setup),
+        row(Step::Inject, After, Fixed(120), after::inject),
+        row(Step::Done, After, Fixed(10), after::done),
+    ]
+}
+
+/// Run stage 2 against `sys`, logging to `log`, watched by `guard`.
+pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>, guard: &dyn Guard) -> Exit {
+    log.note(
+        Step::Start,
+        Status::Begin,
+        concat!("migrd-init ", env!("CARGO_PKG_VERSION")),
+    );
+    let mut run = Run::new(sys, log, guard);
+    let exit = run_steps(&mut run);
+    copy_log(&mut run, &exit);
+    guard.finish();
+    exit
+}
+
+/// The loop: each step in order until one leaves or fails.
+fn run_steps<S: System, W: Write>(run: &mut Run<'_, S, W>) -> Exit {
+    for def in steps::<S, W>() {
+        let plan = run.plan.as_ref();
+        let limit = def.budget.limit(plan);
+        run.guard
+            .enter(def.step, def.phase, limit, def.budget.stall());
+        hang_hook(run, def.step);
+        match (def.run)(run) {
+            Ok(Next::Go) => {}
+            Ok(Next::Leave(exit)) => return exit,
+            Err(f) => return run.fail(f),
+        }
+        if exit_hook(run, def.step) {
+            return Exit::TestExit;
+        }
+    }
+    Exit::Migrated
+}
+
+/// Lab hook: PID 1 exits right after the named step (the kernel panics and
+/// `panic=` reboots), to prove the panic path falls back.
+fn exit_hook<S: System, W: Write>(run: &mut Run<'_, S, W>, step: Step) -> bool {
+    let name = step.name();
+    let hooked = run
+        .plan
+        .as_ref()
+        .is_some_and(|p| p.test.exit_after.as_deref() == Some(name.as_str()));
+    if hooked {
+        run.log.note(
+            Step::Exit,
+            Status::Ok,
+            &format!("test hook: exiting PID 1 after {name}"),
+        );
+    }
+    hooked
+}
+
+/// Lab hook: the named step hangs (as a dead driver or SD card would), so
+/// the lab proves the guard brings the device back by itself.
+fn hang_hook<S: System, W: Write>(run: &mut Run<'_, S, W>, step: Step) {
+    let name = step.name();
+    let hooked = run
+        .plan
+        .as_ref()
+        .is_some_and(|p| p.test.hang_at.as_deref() == Some(name.as_str()));
+    if !hooked {
+        return;
+    }
+    run.log.note(
+        step,
+        Status::Begin,
+        &format!("test hook: hanging in {name} until the guard acts"),
+    );
+    loop {
+        run.sys.sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The whole log to the plan's log device, whatever the outcome.
+fn copy_log<S: System, W: Write>(run: &mut Run<'_, S, W>, exit: &Exit) {
+    let device = run.plan.as_ref().and_then(|p| p.log.device.clone());
+    let (Some(at), false) = (device, *exit == Exit::TestExit) else {
+        return;
+    };
+    match oldos::copy_log(run.sys, run.log, &at) {
+        Ok(w) => run
+            .log
+            .note(Step::Status, Status::Ok, &format!("log copied to {w}")),
+        Err(e) => run.log.note(
+            Step::Status,
+            Status::Fail,
+            &format!("copying the log to the log device: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
