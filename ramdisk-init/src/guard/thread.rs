@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 /// What an overrun leads to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expiry {
-    /// Before the point of no return: the old OS is whole, reboot into it.
+    /// Before the point of no return (the old OS is whole) or after the
+    /// image is written and read back (the new one is): reboot into it.
     Reboot,
     /// After it (a stalled flash), or when a reboot would start this
     /// ramdisk again: power off.
@@ -96,10 +97,10 @@ fn judge(v: Verdict, stranded: bool) -> Act {
         Verdict::Fine => Act::Pet,
         Verdict::Finished => Act::Finished,
         Verdict::Overrun { step, phase, for_ } => {
-            let how = if phase == Phase::Before && !stranded {
-                Expiry::Reboot
-            } else {
-                Expiry::PowerOff
+            let how = match phase {
+                Phase::Before if stranded => Expiry::PowerOff,
+                Phase::Before | Phase::Flashed => Expiry::Reboot,
+                Phase::Flashing => Expiry::PowerOff,
             };
             Act::Expire(step, for_, how)
         }
@@ -169,7 +170,7 @@ mod tests {
         let w = Watcher::start(Probe(tx), Duration::from_millis(5));
         w.enter(
             Step::Flash,
-            Phase::After,
+            Phase::Flashing,
             None,
             Some(Duration::from_millis(100)),
         );
@@ -187,12 +188,26 @@ mod tests {
     }
 
     #[test]
+    fn a_hang_after_the_image_is_whole_reboots_into_it() {
+        let (tx, rx) = mpsc::channel();
+        let w = Watcher::start(Probe(tx), Duration::from_millis(5));
+        w.stranded();
+        w.enter(
+            Step::Inject,
+            Phase::Flashed,
+            Some(Duration::from_millis(100)),
+            None,
+        );
+        assert_eq!(first_not_pet(&rx), "expire inject Reboot");
+    }
+
+    #[test]
     fn progress_keeps_a_flash_alive_and_finish_ends_the_watch() {
         let (tx, rx) = mpsc::channel();
         let w = Watcher::start(Probe(tx), Duration::from_millis(5));
         w.enter(
             Step::Flash,
-            Phase::After,
+            Phase::Flashing,
             None,
             Some(Duration::from_millis(300)),
         );

@@ -134,7 +134,7 @@ mod tests {
     fn the_flash_is_judged_by_progress_only() {
         let t0 = Instant::now();
         let mut w = Watch::new(t0);
-        w.enter(t0, Step::Flash, Phase::After, None, Some(300 * S));
+        w.enter(t0, Step::Flash, Phase::Flashing, None, Some(300 * S));
         for m in 1..=60 {
             w.progress(t0 + m * 60 * S);
         }
@@ -143,7 +143,7 @@ mod tests {
             w.verdict(t0 + 3600 * S + 301 * S),
             Verdict::Overrun {
                 step: Step::Flash,
-                phase: Phase::After,
+                phase: Phase::Flashing,
                 ..
             }
         ));

@@ -6,13 +6,16 @@
 use crate::plan::Plan;
 use std::time::Duration;
 
-/// Which side of the point of no return a step runs on.
+/// Which side of the point of no return a step runs on, and what is on
+/// the disk meanwhile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// The old OS is whole: any failure or hang goes back to it.
     Before,
-    /// The disk is being (or has been) rewritten.
-    After,
+    /// The disk is being rewritten: neither OS is whole.
+    Flashing,
+    /// The new OS is written and read back: whatever happens, boot it.
+    Flashed,
 }
 
 /// A step's time budget.

@@ -10,11 +10,11 @@
 //! | load-payload | before | 30 s | [`before`] |
 //! | verify | before | 60 s + 1 s per 2 MiB of payload | [`before`] |
 //! | point-of-no-return (`--pretend` stops here) | before | 10 s | [`before`] |
-//! | flash | after | no progress for 5 min | [`after`] |
-//! | reread-partitions | after | 60 s | [`after`] |
-//! | efi-setup | after | 60 s | [`after`] |
-//! | inject | after | 120 s | [`after`] |
-//! | done | after | 10 s | [`after`] |
+//! | flash | flashing | no progress for 5 min | [`after`] |
+//! | reread-partitions | flashed | 60 s | [`after`] |
+//! | efi-setup | flashed | 60 s | [`after`] |
+//! | inject | flashed | 120 s | [`after`] |
+//! | done | flashed | 10 s | [`after`] |
 //!
 //! The loop ([`run`]) tells the [`Guard`] each step's phase and budget (a
 //! step that overruns it is a hang: see [`crate::guard`]), applies the
@@ -69,7 +69,7 @@ pub(crate) struct StepDef<S: System, W: Write> {
 /// The steps, in order; see the module table.
 pub(crate) fn steps<S: System, W: Write>() -> Vec<StepDef<S, W>> {
     use Budget::{Fixed, PayloadRead, Stall, TargetWait};
-    use Phase::{After, Before};
+    use Phase::{Before, Flashed, Flashing};
     let row = |step, phase, budget, run: StepFn<S, W>| StepDef {
         step,
         phase,
@@ -90,16 +90,16 @@ pub(crate) fn steps<S: System, W: Write>() -> Vec<StepDef<S, W>> {
             Fixed(10),
             before::point_of_no_return,
         ),
-        row(Step::Flash, After, Stall(300), after::flash),
+        row(Step::Flash, Flashing, Stall(300), after::flash),
         row(
             Step::RereadPartitions,
-            After,
+            Flashed,
             Fixed(60),
             after::reread_partitions,
         ),
-        row(Step::EfiSetup, After, Fixed(60), after::efi_setup),
-        row(Step::Inject, After, Fixed(120), after::inject),
-        row(Step::Done, After, Fixed(10), after::done),
+        row(Step::EfiSetup, Flashed, Fixed(60), after::efi_setup),
+        row(Step::Inject, Flashed, Fixed(120), after::inject),
+        row(Step::Done, Flashed, Fixed(10), after::done),
     ]
 }
 

@@ -1076,9 +1076,12 @@ fn the_step_table_keeps_the_point_of_no_return_a_gate() {
     let table = steps_table();
     let first_after = table
         .iter()
-        .position(|d| d.phase == Phase::After)
+        .position(|d| d.phase == Phase::Flashing)
         .unwrap_or(table.len());
-    assert!(table[first_after..].iter().all(|d| d.phase == Phase::After));
+    assert_eq!(table[first_after].step, Step::Flash);
+    assert!(table[first_after + 1..]
+        .iter()
+        .all(|d| d.phase == Phase::Flashed));
     assert_eq!(table[first_after - 1].step, Step::PointOfNoReturn);
     let mut names: Vec<String> = table.iter().map(|d| d.step.name()).collect();
     names.sort();
@@ -1149,7 +1152,7 @@ fn the_guard_hears_each_step_its_budget_and_the_flash_progress() {
         (Phase::Before, Some(Duration::from_secs(50)))
     );
     let flash = entered.iter().find(|(s, _, _)| *s == Step::Flash).unwrap();
-    assert_eq!((flash.1, flash.2), (Phase::After, None));
+    assert_eq!((flash.1, flash.2), (Phase::Flashing, None));
     assert!(g.progress.load(std::sync::atomic::Ordering::Relaxed) > 0);
     assert!(g.finished.load(std::sync::atomic::Ordering::Relaxed));
 }
