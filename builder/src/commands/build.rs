@@ -185,6 +185,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         efi_setup: None,
         status: None,
         test: Default::default(),
+        watchdog: Default::default(),
         cmdline_extra: a.cmdline_extra.clone().unwrap_or_default(),
         ramdisk_files: vec![],
     };
