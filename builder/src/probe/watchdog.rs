@@ -2,6 +2,11 @@
 //! with its identity, its timeouts and its driver chain, and the choice of
 //! one with the timeout the ramdisk asks for.
 //!
+//! `identity`, `timeout`, `min_timeout` and `max_timeout` exist only in
+//! kernels built with `CONFIG_WATCHDOG_SYSFS=y` (Debian's are); without
+//! them the plan names the device by path alone and asks for 60 s, and
+//! stage 2 keeps whatever the driver sets instead when it refuses that.
+//!
 //! `softdog` is left out: it is a kernel timer, not hardware, and a kernel
 //! that hangs takes it down too (stage 2's deadlines and the hung-task
 //! panic already cover what it would).
