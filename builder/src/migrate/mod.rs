@@ -265,9 +265,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             }),
         status: Some(status),
         test: test_hooks(),
-        watchdog: crate::probe::watchdog::choose(&facts.watchdog_devices)
-            .map(|w| w.plan())
-            .unwrap_or_default(),
+        watchdog: crate::probe::watchdog::plan_for(&facts.watchdog_devices),
         cmdline_extra: k
             .consoles
             .iter()

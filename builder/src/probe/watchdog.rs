@@ -114,6 +114,14 @@ pub fn choose(devices: &[WatchdogDevice]) -> Option<&WatchdogDevice> {
     devices.iter().find(|d| !d.is_software())
 }
 
+/// The plan's `watchdog` section for a device with these watchdogs: the
+/// chosen one's, or none (stage 2 then relies on its deadlines).
+pub fn plan_for(devices: &[WatchdogDevice]) -> WatchdogPlan {
+    choose(devices)
+        .map(WatchdogDevice::plan)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +202,8 @@ mod tests {
         let t = tree(None);
         let all = probe(t.path());
         assert_eq!(choose(&all[..1]), None);
+        assert_eq!(plan_for(&all[..1]), WatchdogPlan::default());
+        assert_eq!(plan_for(&[]).device, None);
+        assert_eq!(plan_for(&all).device.as_deref(), Some("/dev/watchdog1"));
     }
 }
