@@ -11,8 +11,9 @@ use crate::payload;
 use anyhow::{bail, Context, Result};
 use migrd_init::arch::Arch;
 use migrd_init::plan::{
-    BootPlan, Compression, InjectTarget, Injection, LogSettings, PayloadFile, PayloadRole,
-    Placement, Plan, StatusLocation, TargetDisk, TestHooks, PLAN_VERSION,
+    BootPlan, Compression, Deadlines, InjectTarget, Injection, LogSettings, PayloadFile,
+    PayloadRole, Placement, Plan, StatusLocation, TargetDisk, TestHooks, WatchdogPlan,
+    PLAN_VERSION,
 };
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -20,8 +21,22 @@ use std::path::{Path, PathBuf};
 
 /// The kernel command line every migrd ramdisk boots with: no `root=`, so
 /// the initramfs is the root; `ramfs` because a tmpfs root is capped at half
-/// the RAM; `panic=10` so a dead init reboots into the old OS.
-pub const BASE_CMDLINE: &str = "rootfstype=ramfs panic=10";
+/// the RAM; `panic=10` so a dead init reboots into the old OS; then
+/// [`RAMDISK_HANG_CMDLINE`].
+pub const BASE_CMDLINE: &str =
+    "rootfstype=ramfs panic=10 oops=panic softlockup_panic=1 hung_task_panic=1";
+
+/// The part of [`BASE_CMDLINE`] that turns kernel trouble into a panic (and
+/// so, through `panic=10`, a reboot into the old OS) instead of a hang:
+/// `oops=panic` (a driver oops), `softlockup_panic=1` (a CPU stuck in the
+/// kernel), `hung_task_panic=1` (a task blocked in the kernel for
+/// `hung_task_timeout_secs`, 120 s by default: a dying SD card, a stuck
+/// mount). All three are kernel boot parameters (`__setup`/`early_param`
+/// in kernel/panic.c, kernel/watchdog.c, kernel/hung_task.c); a kernel
+/// built without the detector ignores its flag. Stage 2 relaxes the
+/// hung-task panic at the point of no return
+/// (`migrd_init::watchdog::hang`).
+pub const RAMDISK_HANG_CMDLINE: &str = "oops=panic softlockup_panic=1 hung_task_panic=1";
 
 /// Everything that goes into a ramdisk.
 #[derive(Debug)]
@@ -57,6 +72,8 @@ pub struct RamdiskSpec {
     pub efi_setup: Option<migrd_init::plan::EfiSetup>,
     /// Lab-only hooks.
     pub test: TestHooks,
+    /// The hardware watchdog stage 2 arms (default: none).
+    pub watchdog: WatchdogPlan,
     /// Kernel arguments added after [`BASE_CMDLINE`] (the device's console).
     pub cmdline_extra: String,
     /// Other files inside the ramdisk (a strategy's saved originals for its
@@ -313,6 +330,8 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         pretend: spec.pretend,
         efi_setup: spec.efi_setup.clone(),
         status: spec.status.clone(),
+        watchdog: spec.watchdog.clone(),
+        deadlines: Deadlines::for_target_wait(spec.target.wait_secs),
         test: spec.test.clone(),
     };
     plan.validate()?;
@@ -448,6 +467,7 @@ mod tests {
             efi_setup: None,
             status: None,
             test: TestHooks::default(),
+            watchdog: WatchdogPlan::default(),
             cmdline_extra: String::new(),
             ramdisk_files: vec![],
         }
@@ -535,6 +555,40 @@ mod tests {
                 .trim(),
             BASE_CMDLINE
         );
+    }
+
+    /// Every ramdisk boots with kernel trouble fatal (and a panic
+    /// rebooting), and its plan carries the watchdog it was given and a
+    /// find-target deadline fitted to its wait.
+    #[test]
+    fn the_cmdline_makes_kernel_hangs_fatal_and_the_plan_has_deadlines() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = spec(d.path());
+        s.cmdline_extra = "console=ttyS0".into();
+        s.target.wait_secs = 45;
+        s.watchdog = WatchdogPlan {
+            device: Some("/dev/watchdog0".into()),
+            identity: Some("i6300ESB timer".into()),
+            driver: Some("i6300esb".into()),
+            module: Some("i6300esb".into()),
+            timeout_secs: 60,
+        };
+        let built = build(&s, &d.path().join("out")).unwrap();
+        let words: Vec<&str> = built.cmdline.split(' ').collect();
+        for w in [
+            "panic=10",
+            "oops=panic",
+            "softlockup_panic=1",
+            "hung_task_panic=1",
+            "console=ttyS0",
+        ] {
+            assert!(words.contains(&w), "{w} missing from {}", built.cmdline);
+        }
+        assert!(BASE_CMDLINE.ends_with(RAMDISK_HANG_CMDLINE));
+        let txt = std::fs::read_to_string(d.path().join("out/cmdline.txt")).unwrap();
+        assert_eq!(txt.trim(), built.cmdline);
+        assert_eq!(built.plan.watchdog, s.watchdog);
+        assert_eq!(built.plan.deadlines.find_target_secs, 105);
     }
 
     #[test]

@@ -717,3 +717,28 @@ fn migrate_args_parse_every_takeover_flag() {
     assert_eq!(d.version, "default");
     assert_eq!(d.check_timeout, 10);
 }
+
+/// The `watchdog` check: the BeagleBone's omap_wdt is the one the ramdisk
+/// arms (module packed, 60 s); the Debian BIOS VM has none, which warns
+/// (without failing) saying what a hang then relies on.
+#[test]
+fn the_watchdog_is_reported_or_its_absence_warned() {
+    let (ok, v, out) = run("beaglebone-debian", &["--uboot-restore-first"]);
+    assert!(ok, "{out}");
+    assert_eq!(status(&v, "watchdog"), "pass");
+    let m = message(&v, "watchdog");
+    assert!(
+        m.starts_with("/dev/watchdog0 (")
+            && m.contains("driver omap_wdt, module omap_wdt packed")
+            && m.contains("60 s timeout"),
+        "{m}"
+    );
+
+    let (_, v, out) = run("debian12-bios", &["--no-nwmgr-check"]);
+    assert_eq!(status(&v, "watchdog"), "warn", "{out}");
+    let m = message(&v, "watchdog");
+    assert!(
+        m.starts_with("no hardware watchdog") && m.contains("power-cycle"),
+        "{m}"
+    );
+}

@@ -84,3 +84,42 @@ fn inspect_names_a_file_that_is_not_an_initramfs() {
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/initrd"), "{err}");
 }
+
+/// `--target-wait` is capped at 600 s: 4294967295 (which once passed into
+/// the plan) and 601 are refused naming the flag and the bound; 600 gets
+/// past the flag to the next error.
+#[test]
+fn build_caps_target_wait_naming_the_flag() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let run = |wait: &str| {
+        migrd(&[
+            "build",
+            "-i",
+            "/nonexistent.img.gz",
+            "--target",
+            "serial=X",
+            "--target-wait",
+            wait,
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    for wait in ["4294967295", "601", "0"] {
+        let (code, err) = run(wait);
+        assert_eq!(code, 2, "{wait}: {err}");
+        assert!(
+            err.contains("--target-wait") && err.contains("1..=600"),
+            "{wait}: {err}"
+        );
+    }
+    let (code, err) = run("soon");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--target-wait") && err.contains("whole number"),
+        "{err}"
+    );
+    let (_, err) = run("600");
+    assert!(!err.contains("--target-wait"), "{err}");
+    assert!(!out.exists());
+}

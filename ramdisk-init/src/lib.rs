@@ -24,3 +24,4 @@ pub mod plan;
 pub mod stage;
 pub mod system;
 pub mod target;
+pub mod watchdog;

@@ -6,9 +6,10 @@ use crate::flash::reread_later::RereadLater;
 use crate::flash::touched::Touched;
 use crate::flash::{self, Device, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
-use crate::plan::PLAN_PATH;
+use crate::plan::{WatchdogPlan, PLAN_PATH};
 use crate::system::{FlashFailure, FlashProgress, Flashed, ModuleLoad, System, TargetGeometry};
 use crate::target::{self, Disk, SysRoot};
+use crate::watchdog::{self as wd, Watchdog};
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
@@ -34,12 +35,14 @@ fn open_disk(disk: &str) -> Result<FileDevice, flash::FlashError> {
 /// The live system under PID 1.
 pub struct LiveSystem {
     root: PathBuf,
+    watchdog: Option<Watchdog>,
 }
 
 impl Default for LiveSystem {
     fn default() -> Self {
         LiveSystem {
             root: PathBuf::from("/"),
+            watchdog: None,
         }
     }
 }
@@ -276,6 +279,43 @@ impl System for LiveSystem {
 
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d);
+    }
+
+    fn arm_watchdog(&mut self, plan: &WatchdogPlan) -> Result<u32, String> {
+        if let Some(w) = &self.watchdog {
+            return Ok(w.timeout_secs());
+        }
+        let Some(dev) = wd::device::locate(Path::new("/sys"), Path::new("/dev"), plan) else {
+            return Err(match (&plan.identity, &plan.device) {
+                (None, None) => "the plan names no hardware watchdog".into(),
+                (id, dev) => format!(
+                    "no watchdog {} found (is its driver loaded?)",
+                    id.as_deref().or(dev.as_deref()).unwrap_or_default()
+                ),
+            });
+        };
+        let w = Watchdog::arm(&dev, plan.timeout_secs)?;
+        let t = w.timeout_secs();
+        self.watchdog = Some(w);
+        Ok(t)
+    }
+
+    fn pet_watchdog(&mut self) -> Result<(), String> {
+        self.watchdog.as_ref().map_or(Ok(()), Watchdog::pet)
+    }
+
+    fn disarm_watchdog(&mut self) -> Result<(), String> {
+        self.watchdog.take().map_or(Ok(()), Watchdog::disarm)
+    }
+
+    fn relax_hang_panic(&mut self) -> Result<String, String> {
+        wd::hang::relax_hung_task_panic(Path::new("/proc"), wd::hang::FLASH_HUNG_TASK_TIMEOUT_SECS)
+    }
+
+    fn reboot_now(&mut self) -> Result<(), String> {
+        reboot(RebootMode::RB_AUTOBOOT)
+            .map(|_| ())
+            .map_err(|e| format!("reboot: {e}"))
     }
 }
 

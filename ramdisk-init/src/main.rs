@@ -9,6 +9,7 @@ use migrd_init::guard::live::LiveActions;
 use migrd_init::guard::thread::Watcher;
 use migrd_init::live::{leave, LiveSystem};
 use migrd_init::stage::{run, Exit};
+use migrd_init::system::System;
 
 fn main() {
     refuse_unless_pid1();
@@ -31,7 +32,7 @@ fn main() {
                 Status::Fail,
                 "powering off: the disk holds no whole OS",
             );
-            leave(true)
+            power_off(&mut sys, &mut log)
         }
         Exit::Stranded { .. } => {
             log.note(
@@ -39,7 +40,7 @@ fn main() {
                 Status::Fail,
                 "powering off: the old OS's boot configuration could not be restored, so a reboot would start this ramdisk again",
             );
-            leave(true)
+            power_off(&mut sys, &mut log)
         }
         // Returning from PID 1 panics the kernel; `panic=` reboots it.
         Exit::TestExit => {}
@@ -68,4 +69,19 @@ fn refuse_unless_pid1() {
          ramdisk's init; use `migrd migrate` on the running system instead"
     );
     std::process::exit(2);
+}
+
+/// Power off for good: an armed watchdog is stopped first, or it would
+/// reset the machine into what powering off is there to avoid (a
+/// half-written disk, or this ramdisk again). Reboots keep it armed: if
+/// the sync before them hangs, the watchdog still resets the machine.
+fn power_off<S: System, W: std::io::Write>(sys: &mut S, log: &mut EventLog<W>) -> ! {
+    if let Err(e) = sys.disarm_watchdog() {
+        log.note(
+            Step::Exit,
+            Status::Fail,
+            &format!("watchdog not stopped: {e}"),
+        );
+    }
+    leave(true)
 }

@@ -52,9 +52,155 @@ pub struct Plan {
     /// (fallback or pretend), read by `migrd status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusLocation>,
+    /// The hardware watchdog stage 2 arms; absent in plans from before
+    /// it existed, which then run with none.
+    #[serde(default)]
+    pub watchdog: WatchdogPlan,
+    /// How long each step may take before stage 2 gives up on it.
+    #[serde(default)]
+    pub deadlines: Deadlines,
     /// Hooks for the lab only; a production plan leaves them empty.
     #[serde(default, skip_serializing_if = "TestHooks::is_empty")]
     pub test: TestHooks,
+}
+
+/// Longest `target.wait_secs` a plan may ask for (10 minutes): a ramdisk
+/// waiting longer for a disk that is not coming only delays the fallback.
+pub const MAX_TARGET_WAIT_SECS: u32 = 600;
+
+/// The hardware watchdog stage 2 arms first thing, so that a hang (a
+/// driver, a dying SD card, a mount) resets the machine instead of
+/// stranding it. No device means the device has none (or stage 1 could
+/// not tell): stage 2 then relies on [`Deadlines`] and its own reboot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogPlan {
+    /// Device node stage 1 saw (`/dev/watchdog0`). The number may differ in
+    /// the ramdisk, so stage 2 first looks for the watchdog whose
+    /// `identity` matches and uses this path only when none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `/sys/class/watchdog/<name>/identity` (`i6300ESB timer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Driver (`i6300esb`, `bcm2835_wdt`), for the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Module that provides it, packed and loaded with the others; `None`
+    /// when built into the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// Timeout to set, in seconds (the driver may round it; stage 2 reads
+    /// back what it got).
+    #[serde(default = "default_watchdog_timeout")]
+    pub timeout_secs: u32,
+}
+
+/// Watchdog timeout asked for when the driver allows it.
+pub const DEFAULT_WATCHDOG_TIMEOUT_SECS: u32 = 60;
+
+fn default_watchdog_timeout() -> u32 {
+    DEFAULT_WATCHDOG_TIMEOUT_SECS
+}
+
+impl Default for WatchdogPlan {
+    fn default() -> Self {
+        WatchdogPlan {
+            device: None,
+            identity: None,
+            driver: None,
+            module: None,
+            timeout_secs: DEFAULT_WATCHDOG_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// Longest time, in seconds, each part of stage 2 may take. Past a
+/// deadline before the point of no return stage 2 stops petting the
+/// watchdog and goes back to the old OS (or the watchdog resets it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadlines {
+    /// From PID 1's start to the point of no return, all steps together.
+    #[serde(default = "default_before_ponr")]
+    pub before_ponr_secs: u32,
+    /// Loading every module.
+    #[serde(default = "default_modules")]
+    pub modules_secs: u32,
+    /// Finding the target disk: must exceed `target.wait_secs`.
+    #[serde(default = "default_find_target")]
+    pub find_target_secs: u32,
+    /// Verifying the payload (reading and hashing every file).
+    #[serde(default = "default_verify")]
+    pub verify_secs: u32,
+    /// Longest time without progress while flashing (no bytes written).
+    #[serde(default = "default_flash_stall")]
+    pub flash_stall_secs: u32,
+}
+
+fn default_before_ponr() -> u32 {
+    1800
+}
+fn default_modules() -> u32 {
+    180
+}
+fn default_find_target() -> u32 {
+    MAX_TARGET_WAIT_SECS + 60
+}
+fn default_verify() -> u32 {
+    900
+}
+fn default_flash_stall() -> u32 {
+    300
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            before_ponr_secs: default_before_ponr(),
+            modules_secs: default_modules(),
+            find_target_secs: default_find_target(),
+            verify_secs: default_verify(),
+            flash_stall_secs: default_flash_stall(),
+        }
+    }
+}
+
+impl Deadlines {
+    /// The defaults with the find-target deadline fitted to a target wait:
+    /// the wait plus a minute for the checks around it.
+    pub fn for_target_wait(wait_secs: u32) -> Self {
+        Deadlines {
+            find_target_secs: wait_secs.saturating_add(60),
+            ..Deadlines::default()
+        }
+    }
+
+    /// Each deadline is non-zero, no step's exceeds the whole run's, and
+    /// the target wait fits in its step.
+    fn check(&self, target_wait: u32) -> Result<(), String> {
+        let steps = [
+            ("modules_secs", self.modules_secs),
+            ("find_target_secs", self.find_target_secs),
+            ("verify_secs", self.verify_secs),
+            ("flash_stall_secs", self.flash_stall_secs),
+        ];
+        for (name, v) in steps {
+            if v == 0 || v > self.before_ponr_secs {
+                return Err(format!(
+                    "deadlines.{name} is {v}: it must be between 1 and before_ponr_secs ({})",
+                    self.before_ponr_secs
+                ));
+            }
+        }
+        if target_wait >= self.find_target_secs {
+            return Err(format!(
+                "target.wait_secs ({target_wait}) is not below deadlines.find_target_secs ({})",
+                self.find_target_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The firmware boot entry stage 2 makes for the flashed OS.
@@ -400,6 +546,18 @@ impl Plan {
 
     /// Checks that cannot be expressed in the types.
     pub fn validate(&self) -> Result<(), PlanError> {
+        if self.target.wait_secs > MAX_TARGET_WAIT_SECS {
+            return Err(PlanError::Invalid(format!(
+                "target.wait_secs is {}; at most {MAX_TARGET_WAIT_SECS} seconds",
+                self.target.wait_secs
+            )));
+        }
+        self.deadlines
+            .check(self.target.wait_secs)
+            .map_err(PlanError::Invalid)?;
+        if self.watchdog.timeout_secs == 0 {
+            return Err(PlanError::Invalid("watchdog.timeout_secs is 0".into()));
+        }
         if !self.target.is_identified() {
             return Err(PlanError::Invalid(
                 "target disk has no stable identity (serial, wwn, by-id or partuuid)".into(),
@@ -479,6 +637,8 @@ pub(crate) mod tests_support {
             pretend: false,
             efi_setup: None,
             status: None,
+            watchdog: WatchdogPlan::default(),
+            deadlines: Deadlines::default(),
             test: TestHooks::default(),
         }
     }
@@ -571,5 +731,67 @@ mod tests {
         p.payload.push(dup);
         assert!(matches!(p.validate(), Err(PlanError::Invalid(_))));
         Ok(())
+    }
+
+    /// A plan written before the watchdog and deadlines existed parses,
+    /// with no watchdog and the default deadlines.
+    #[test]
+    fn a_plan_without_watchdog_or_deadlines_parses_with_defaults() -> Result<(), PlanError> {
+        let mut v: serde_json::Value = serde_json::from_str(&sample().to_json()?)?;
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| PlanError::Invalid("not an object".into()))?;
+        assert!(obj.remove("watchdog").is_some() && obj.remove("deadlines").is_some());
+        let p = Plan::from_json(&v.to_string())?;
+        assert_eq!(p.watchdog.device, None);
+        assert_eq!(p.watchdog.timeout_secs, 60);
+        assert_eq!(p.deadlines, Deadlines::default());
+        assert_eq!(p.deadlines.find_target_secs, 660);
+        Ok(())
+    }
+
+    /// The sections as stage 1 writes them come back whole; a section with
+    /// only some fields takes the defaults for the rest.
+    #[test]
+    fn watchdog_and_deadlines_round_trip_and_fill_defaults() -> Result<(), PlanError> {
+        let mut p = sample();
+        p.watchdog = WatchdogPlan {
+            device: Some("/dev/watchdog0".into()),
+            identity: Some("i6300ESB timer".into()),
+            driver: Some("i6300esb".into()),
+            module: Some("i6300esb".into()),
+            timeout_secs: 30,
+        };
+        p.deadlines = Deadlines::for_target_wait(120);
+        let text = p.to_json()?;
+        assert!(text.contains("\"find_target_secs\": 180"), "{text}");
+        assert_eq!(Plan::from_json(&text)?, p);
+        let mut v: serde_json::Value = serde_json::from_str(&text)?;
+        v["watchdog"] = serde_json::json!({"device": "/dev/watchdog1"});
+        v["deadlines"] = serde_json::json!({"verify_secs": 100});
+        let back = Plan::from_json(&v.to_string())?;
+        assert_eq!(back.watchdog.timeout_secs, 60);
+        assert_eq!(back.watchdog.device.as_deref(), Some("/dev/watchdog1"));
+        assert_eq!(back.deadlines.verify_secs, 100);
+        assert_eq!(back.deadlines.before_ponr_secs, 1800);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_deadlines_that_cannot_hold() {
+        let bad = |f: &dyn Fn(&mut Plan)| {
+            let mut p = sample();
+            f(&mut p);
+            p.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(bad(&|p| p.target.wait_secs = 601).contains("at most 600"));
+        assert!(bad(&|p| p.deadlines.find_target_secs = 5).contains("wait_secs (5)"));
+        assert!(bad(&|p| p.deadlines.verify_secs = 0).contains("verify_secs is 0"));
+        assert!(bad(&|p| p.deadlines.modules_secs = 4000).contains("modules_secs is 4000"));
+        assert!(bad(&|p| p.watchdog.timeout_secs = 0).contains("timeout_secs is 0"));
+        assert_eq!(bad(&|p| p.target.wait_secs = 600), "");
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::efi::table::TablePart;
 use crate::fsprobe::FsInfo;
+use crate::plan::WatchdogPlan;
 use crate::target::Disk;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -116,4 +117,42 @@ pub trait System {
     fn payload_root(&self) -> &Path;
     /// Wait a little (for disks to appear).
     fn sleep(&self, d: Duration);
+
+    /// Arm the plan's hardware watchdog (found by identity, see
+    /// [`crate::watchdog::device::locate`]) with its timeout; returns the
+    /// timeout the driver set, in seconds. From here on it must be petted
+    /// at least every timeout (the [`crate::watchdog::Pacer`] says when).
+    /// Default: no watchdog (the fake's, until it says otherwise).
+    fn arm_watchdog(&mut self, plan: &WatchdogPlan) -> Result<u32, String> {
+        let _ = plan;
+        Err("no hardware watchdog".into())
+    }
+
+    /// Restart the armed watchdog's countdown; nothing when none is armed.
+    fn pet_watchdog(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Stop the armed watchdog (magic close): on a clean exit, and before
+    /// powering off, where it would otherwise reset the machine. Nothing
+    /// when none is armed.
+    fn disarm_watchdog(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// At the point of no return: the kernel's hung-task detector stops
+    /// panicking (a slow card's writeback must not reboot a half-written
+    /// disk). Returns what changed, for the log. Default: nothing to do.
+    fn relax_hang_panic(&mut self) -> Result<String, String> {
+        Ok("nothing to relax".into())
+    }
+
+    /// Reboot at once, without syncing (a sync can hang on the very device
+    /// that hangs): the fallback when a deadline passes and no watchdog
+    /// will reset the machine. The live system returns only when the
+    /// kernel refused; a fake returns `Ok` having recorded it. Default:
+    /// not possible.
+    fn reboot_now(&mut self) -> Result<(), String> {
+        Err("this system cannot reboot".into())
+    }
 }

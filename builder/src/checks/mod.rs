@@ -18,6 +18,7 @@ pub mod inputs;
 pub mod remote;
 pub mod uboot;
 pub mod uboot_counter;
+pub mod watchdog;
 
 use crate::inputs::gather::Gathered;
 use crate::probe::Facts;
@@ -118,6 +119,7 @@ pub fn run(facts: &Facts, g: &Gathered, opts: &Options) -> Vec<CheckResult> {
         remote::version(g, opts),
         disk::target_disk(facts, g, opts),
         drivers::ramdisk_drivers(facts, opts),
+        watchdog::watchdog(facts),
         disk::memory(facts, g),
         disk::boot_space(facts, g),
         disk::log_device(facts, opts),

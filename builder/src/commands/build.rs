@@ -11,7 +11,7 @@ use crate::ramdisk::{self, RamdiskSpec};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use migrd_init::arch::Arch;
-use migrd_init::plan::{BootPlan, BootStrategy, LogSettings, TargetDisk};
+use migrd_init::plan::{BootPlan, BootStrategy, LogSettings, TargetDisk, MAX_TARGET_WAIT_SECS};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -65,8 +65,8 @@ pub struct BuildArgs {
     /// Accept a bare kernel disk name (vda, mmcblk0) as the target identity.
     #[arg(long)]
     pub allow_target_name_only: bool,
-    /// Seconds stage 2 waits for the target disk to appear.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds stage 2 waits for the target disk to appear (1 to 600).
+    #[arg(long, default_value_t = 30, value_parser = parse_target_wait)]
     pub target_wait: u32,
     /// Run every step up to the point of no return, then go back.
     #[arg(long)]
@@ -81,6 +81,24 @@ pub struct BuildArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parse `--target-wait`: whole seconds, 1 to
+/// [`MAX_TARGET_WAIT_SECS`]. A longer wait only delays the fallback to the
+/// old OS when the disk is not coming (clap names the flag in the error).
+pub fn parse_target_wait(s: &str) -> Result<u32, String> {
+    let max = MAX_TARGET_WAIT_SECS;
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=u64::from(max)).contains(&n) => u32::try_from(n).map_err(|e| e.to_string()),
+        Ok(n) => Err(format!(
+            "{n} seconds is outside 1..={max}: stage 2 waits at most {max} s (10 minutes) for \
+             the target disk; a disk that has not appeared by then is not coming, and the \
+             ramdisk goes back to the old OS"
+        )),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number of seconds (1 to {max})"
+        )),
+    }
 }
 
 /// Parse `--target KEY=VALUE` flags into a target identity.
@@ -185,6 +203,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         efi_setup: None,
         status: None,
         test: Default::default(),
+        watchdog: Default::default(),
         cmdline_extra: a.cmdline_extra.clone().unwrap_or_default(),
         ramdisk_files: vec![],
     };

@@ -266,6 +266,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             }),
         status: Some(status),
         test: test_hooks(),
+        watchdog: crate::probe::watchdog::plan_for(&facts.watchdog_devices),
         cmdline_extra: k
             .consoles
             .iter()

@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod os_release;
 pub mod rootfs;
 pub mod uboot;
+pub mod watchdog;
 
 use migrd_init::arch::Arch;
 use serde::Serialize;
@@ -48,6 +49,9 @@ pub struct Facts {
     /// The hardware watchdogs' drivers (`/sys/class/watchdog`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub watchdogs: Vec<drivers::BoundDriver>,
+    /// The watchdog devices, each with its identity and timeouts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub watchdog_devices: Vec<watchdog::WatchdogDevice>,
     /// Host facts.
     pub host: host::Host,
     /// The source OS is balenaOS (config and network profiles live in
@@ -83,6 +87,7 @@ pub fn probe(root: &Path) -> Facts {
         disks,
         memory: memory::probe(root),
         watchdogs: drivers::watchdogs(root),
+        watchdog_devices: watchdog::probe(root),
         host: host::probe(root),
     }
 }
