@@ -23,6 +23,8 @@ pub enum Step {
     Disarm,
     /// Kernel modules loaded.
     Modules,
+    /// The hardware watchdog opened and handed to the deadline guard.
+    Watchdog,
     /// Target disk found.
     FindTarget,
     /// Payload files present and of the right size.

@@ -7,7 +7,9 @@ use crate::flash::touched::Touched;
 use crate::flash::{self, Device, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
 use crate::plan::{WatchdogPlan, PLAN_PATH};
-use crate::system::{FlashFailure, FlashProgress, Flashed, ModuleLoad, System, TargetGeometry};
+use crate::system::{
+    ArmedWatchdog, FlashFailure, FlashProgress, Flashed, ModuleLoad, System, TargetGeometry,
+};
 use crate::target::{self, Disk, SysRoot};
 use crate::watchdog::{self as wd, Watchdog};
 use nix::errno::Errno;
@@ -35,14 +37,12 @@ fn open_disk(disk: &str) -> Result<FileDevice, flash::FlashError> {
 /// The live system under PID 1.
 pub struct LiveSystem {
     root: PathBuf,
-    watchdog: Option<Watchdog>,
 }
 
 impl Default for LiveSystem {
     fn default() -> Self {
         LiveSystem {
             root: PathBuf::from("/"),
-            watchdog: None,
         }
     }
 }
@@ -281,10 +281,7 @@ impl System for LiveSystem {
         std::thread::sleep(d);
     }
 
-    fn arm_watchdog(&mut self, plan: &WatchdogPlan) -> Result<u32, String> {
-        if let Some(w) = &self.watchdog {
-            return Ok(w.timeout_secs());
-        }
+    fn open_watchdog(&mut self, plan: &WatchdogPlan) -> Result<ArmedWatchdog, String> {
         let Some(dev) = wd::device::locate(Path::new("/sys"), Path::new("/dev"), plan) else {
             return Err(match (&plan.identity, &plan.device) {
                 (None, None) => "the plan names no hardware watchdog".into(),
@@ -295,27 +292,15 @@ impl System for LiveSystem {
             });
         };
         let w = Watchdog::arm(&dev, plan.timeout_secs)?;
-        let t = w.timeout_secs();
-        self.watchdog = Some(w);
-        Ok(t)
-    }
-
-    fn pet_watchdog(&mut self) -> Result<(), String> {
-        self.watchdog.as_ref().map_or(Ok(()), Watchdog::pet)
-    }
-
-    fn disarm_watchdog(&mut self) -> Result<(), String> {
-        self.watchdog.take().map_or(Ok(()), Watchdog::disarm)
+        Ok(ArmedWatchdog {
+            timeout_secs: w.timeout_secs(),
+            path: dev,
+            device: Box::new(w),
+        })
     }
 
     fn relax_hang_panic(&mut self) -> Result<String, String> {
         wd::hang::relax_hung_task_panic(Path::new("/proc"), wd::hang::FLASH_HUNG_TASK_TIMEOUT_SECS)
-    }
-
-    fn reboot_now(&mut self) -> Result<(), String> {
-        reboot(RebootMode::RB_AUTOBOOT)
-            .map(|_| ())
-            .map_err(|e| format!("reboot: {e}"))
     }
 }
 

@@ -9,13 +9,12 @@ use migrd_init::guard::live::LiveActions;
 use migrd_init::guard::thread::Watcher;
 use migrd_init::live::{leave, LiveSystem};
 use migrd_init::stage::{run, Exit};
-use migrd_init::system::System;
 
 fn main() {
     refuse_unless_pid1();
     let mut sys = LiveSystem::default();
     let mut log = EventLog::new(std::io::stdout());
-    let guard = Watcher::start(LiveActions::new(None), std::time::Duration::from_secs(1));
+    let guard = Watcher::start(LiveActions, std::time::Duration::from_secs(1));
     let exit = run(&mut sys, &mut log, &guard);
     match exit {
         Exit::Migrated => {
@@ -32,7 +31,7 @@ fn main() {
                 Status::Fail,
                 "powering off: the disk holds no whole OS",
             );
-            power_off(&mut sys, &mut log)
+            leave(true)
         }
         Exit::Stranded { .. } => {
             log.note(
@@ -40,7 +39,7 @@ fn main() {
                 Status::Fail,
                 "powering off: the old OS's boot configuration could not be restored, so a reboot would start this ramdisk again",
             );
-            power_off(&mut sys, &mut log)
+            leave(true)
         }
         // Returning from PID 1 panics the kernel; `panic=` reboots it.
         Exit::TestExit => {}
@@ -69,19 +68,4 @@ fn refuse_unless_pid1() {
          ramdisk's init; use `migrd migrate` on the running system instead"
     );
     std::process::exit(2);
-}
-
-/// Power off for good: an armed watchdog is stopped first, or it would
-/// reset the machine into what powering off is there to avoid (a
-/// half-written disk, or this ramdisk again). Reboots keep it armed: if
-/// the sync before them hangs, the watchdog still resets the machine.
-fn power_off<S: System, W: std::io::Write>(sys: &mut S, log: &mut EventLog<W>) -> ! {
-    if let Err(e) = sys.disarm_watchdog() {
-        log.note(
-            Step::Exit,
-            Status::Fail,
-            &format!("watchdog not stopped: {e}"),
-        );
-    }
-    leave(true)
 }

@@ -69,6 +69,17 @@ pub struct FlashProgress {
     pub total: Option<u64>,
 }
 
+/// A hardware watchdog opened for the guard, with the timeout its driver
+/// set.
+pub struct ArmedWatchdog {
+    /// The device, for the guard's thread.
+    pub device: Box<dyn crate::guard::HardwareWatchdog>,
+    /// Its node, for the log.
+    pub path: PathBuf,
+    /// Seconds before it resets the machine unless petted.
+    pub timeout_secs: u32,
+}
+
 /// The machine as stage 2 sees it.
 pub trait System {
     /// Mount devtmpfs, proc and sysfs and attach the console.
@@ -118,26 +129,13 @@ pub trait System {
     /// Wait a little (for disks to appear).
     fn sleep(&self, d: Duration);
 
-    /// Arm the plan's hardware watchdog (found by identity, see
-    /// [`crate::watchdog::device::locate`]) with its timeout; returns the
-    /// timeout the driver set, in seconds. From here on it must be petted
-    /// at least every timeout (the [`crate::watchdog::Pacer`] says when).
-    /// Default: no watchdog (the fake's, until it says otherwise).
-    fn arm_watchdog(&mut self, plan: &WatchdogPlan) -> Result<u32, String> {
+    /// Open (and so arm) the plan's hardware watchdog, found by identity
+    /// (see [`crate::watchdog::device::locate`]), with its timeout; the
+    /// deadline guard's thread pets it from then on. Default: no watchdog
+    /// (the fake's, until it says otherwise).
+    fn open_watchdog(&mut self, plan: &WatchdogPlan) -> Result<ArmedWatchdog, String> {
         let _ = plan;
         Err("no hardware watchdog".into())
-    }
-
-    /// Restart the armed watchdog's countdown; nothing when none is armed.
-    fn pet_watchdog(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-
-    /// Stop the armed watchdog (magic close): on a clean exit, and before
-    /// powering off, where it would otherwise reset the machine. Nothing
-    /// when none is armed.
-    fn disarm_watchdog(&mut self) -> Result<(), String> {
-        Ok(())
     }
 
     /// At the point of no return: the kernel's hung-task detector stops
@@ -145,14 +143,5 @@ pub trait System {
     /// disk). Returns what changed, for the log. Default: nothing to do.
     fn relax_hang_panic(&mut self) -> Result<String, String> {
         Ok("nothing to relax".into())
-    }
-
-    /// Reboot at once, without syncing (a sync can hang on the very device
-    /// that hangs): the fallback when a deadline passes and no watchdog
-    /// will reset the machine. The live system returns only when the
-    /// kernel refused; a fake returns `Ok` having recorded it. Default:
-    /// not possible.
-    fn reboot_now(&mut self) -> Result<(), String> {
-        Err("this system cannot reboot".into())
     }
 }

@@ -32,6 +32,9 @@ pub struct Lab {
     pub qemu: Qemu,
     /// SHA-256 of the device's canary file.
     pub canary_sha256: String,
+    /// The device's disk (raw): a power-cut test copies it to restore a
+    /// state.
+    pub disk: PathBuf,
     /// When preparation started.
     pub t0: Instant,
     /// The device's firmware.
@@ -92,6 +95,7 @@ pub fn lab_on(scenario: &str, firmware: legacy::Firmware) -> Result<Lab> {
         logs,
         qemu,
         canary_sha256: dev.canary_sha256,
+        disk: dev.disk,
         t0,
         firmware,
         vars: dev.vars,

@@ -172,3 +172,37 @@ fn scenario_5_init_dies_kernel_panics_debian_boots() -> Result<()> {
     done(&lab, "scenario 5");
     Ok(())
 }
+
+/// Scenario 6: a hang. A test-only plan hook makes load-payload hang
+/// forever, as a dead driver or SD card would → the ramdisk's deadline
+/// guard, a thread of its own, sees the step overrun its 30 s budget and
+/// reboots by itself → GRUB already cleared next_entry → Debian boots,
+/// canary intact. Nothing was written: the point of no return never came.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn scenario_6_a_hung_step_is_rebooted_by_the_guard_into_debian() -> Result<()> {
+    let lab = lab("hang-bios")?;
+    let mut g = lab.debian("1-debian")?;
+    arm_and_reboot(&mut g, "MIGRD_TEST_HOOK=hang-at=load-payload", "")?;
+    let ev = stage2_events(&lab.unattended("2-ramdisk")?);
+    ensure!(
+        find(&ev, "load-payload", "begin")
+            .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("test hook")),
+        "the hang hook did not run: {:?}",
+        summary(&ev)
+    );
+    let overrun = find(&ev, "load-payload", "fail").context("no overrun from the guard")?;
+    let msg = overrun["msg"].as_str().unwrap_or("");
+    ensure!(
+        msg.contains("over its budget") && msg.contains("rebooting into the old OS"),
+        "{overrun}"
+    );
+    ensure!(
+        find(&ev, "point-of-no-return", "ok").is_none(),
+        "crossed the point of no return"
+    );
+    let status = lab.check_back_in_debian("3-debian")?;
+    eprintln!("migrd status:\n{status}");
+    done(&lab, "scenario 6");
+    Ok(())
+}

@@ -1,30 +1,14 @@
-//! The guard's actions on the real machine: pet the hardware watchdog,
-//! and on an overrun say so on the console and reboot or power off at once.
+//! The guard's actions on the real machine: on an overrun, say so on the
+//! console and reboot or power off at once.
 
 use super::thread::{Actions, Expiry};
 use crate::events::Step;
 use nix::sys::reboot::{reboot, RebootMode};
 use std::time::Duration;
 
-/// A hardware watchdog the guard keeps from firing.
-pub trait HardwareWatchdog: Send {
-    /// Reset its countdown.
-    fn keepalive(&mut self) -> Result<(), String>;
-    /// Stop it, where the driver allows (magic close).
-    fn disarm(&mut self) -> Result<(), String>;
-}
-
 /// The guard's actions under PID 1.
-pub struct LiveActions {
-    watchdog: Option<Box<dyn HardwareWatchdog>>,
-}
-
-impl LiveActions {
-    /// Acting alone (`None`) or also petting `watchdog`.
-    pub fn new(watchdog: Option<Box<dyn HardwareWatchdog>>) -> Self {
-        LiveActions { watchdog }
-    }
-}
+#[derive(Default)]
+pub struct LiveActions;
 
 /// The console line for an overrun, in the events' format.
 pub fn overrun_line(step: Step, for_: Duration, how: Expiry) -> String {
@@ -42,14 +26,6 @@ pub fn overrun_line(step: Step, for_: Duration, how: Expiry) -> String {
 }
 
 impl Actions for LiveActions {
-    fn pet(&mut self) {
-        if let Some(w) = self.watchdog.as_mut() {
-            // A failed keepalive is retried next tick; if it keeps failing
-            // the watchdog resets the board, which is what it is for.
-            let _ = w.keepalive();
-        }
-    }
-
     fn expire(&mut self, step: Step, for_: Duration, how: Expiry) {
         println!("\r\n{}\r", overrun_line(step, for_, how));
         // No sync: the hang may be the disk itself. Nothing before the
@@ -59,13 +35,7 @@ impl Actions for LiveActions {
             Expiry::PowerOff => RebootMode::RB_POWER_OFF,
         };
         let _ = reboot(mode);
-        // Still here: stop petting and let the hardware watchdog act.
-    }
-
-    fn finished(&mut self) {
-        if let Some(w) = self.watchdog.as_mut() {
-            let _ = w.disarm();
-        }
+        // Still here: the petting has stopped, the hardware watchdog acts.
     }
 }
 

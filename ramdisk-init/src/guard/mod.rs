@@ -22,6 +22,26 @@ use crate::events::Step;
 use crate::stage::Phase;
 use std::time::Duration;
 
+/// A hardware watchdog the guard keeps from firing.
+pub trait HardwareWatchdog: Send {
+    /// Reset its countdown.
+    fn keepalive(&mut self) -> Result<(), String>;
+    /// Stop it, where the driver allows (magic close).
+    fn disarm(&mut self) -> Result<(), String>;
+}
+
+/// How PID 1 leaves once the run is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// A reboot: the hardware watchdog stays armed (unpetted), so a reboot
+    /// that hangs in its sync still resets the machine.
+    Reboot,
+    /// A power-off: the watchdog is stopped first, or it would reset the
+    /// machine into what powering off avoids (a half-written disk, or this
+    /// ramdisk again).
+    PowerOff,
+}
+
 /// What the step loop tells the guard.
 pub trait Guard {
     /// `step` starts now: it may take `limit` in all (`None`: no overall
@@ -29,8 +49,11 @@ pub trait Guard {
     fn enter(&self, step: Step, phase: Phase, limit: Option<Duration>, stall: Option<Duration>);
     /// The current step made progress (the flash moved bytes).
     fn progress(&self);
-    /// The run is over: stop judging (the caller reboots or powers off).
-    fn finish(&self);
+    /// Pet `watchdog` from now on, while every step keeps its budget.
+    fn adopt(&self, watchdog: Box<dyn HardwareWatchdog>);
+    /// The run is over: stop judging and petting; before a power-off, stop
+    /// the watchdog (done when this returns).
+    fn finish(&self, leaving: Leaving);
     /// The boot change could not be undone: a reboot would start this
     /// ramdisk again, so a hang must power off instead.
     fn stranded(&self);
@@ -43,8 +66,10 @@ pub struct Recorder {
     pub entered: std::sync::Mutex<Vec<(Step, Phase, Option<Duration>)>>,
     /// How many `progress` calls.
     pub progress: std::sync::atomic::AtomicU64,
-    /// Whether `finish` was called.
-    pub finished: std::sync::atomic::AtomicBool,
+    /// How the run said it leaves, once it did.
+    pub finished: std::sync::Mutex<Option<Leaving>>,
+    /// Whether a watchdog was adopted.
+    pub adopted: std::sync::atomic::AtomicBool,
 }
 
 impl Guard for Recorder {
@@ -57,9 +82,14 @@ impl Guard for Recorder {
         self.progress
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    fn finish(&self) {
-        self.finished
+    fn adopt(&self, _watchdog: Box<dyn HardwareWatchdog>) {
+        self.adopted
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finish(&self, leaving: Leaving) {
+        if let Ok(mut f) = self.finished.lock() {
+            *f = Some(leaving);
+        }
     }
     fn stranded(&self) {}
 }

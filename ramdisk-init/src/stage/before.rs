@@ -92,6 +92,39 @@ pub(crate) fn short(path: &str) -> String {
     base.split(".ko").next().unwrap_or(base).to_string()
 }
 
+/// Open the plan's hardware watchdog (its driver loaded in the modules
+/// step) and hand it to the guard, which pets it from now on while every
+/// step keeps its budget. None, or one that will not open, is logged and
+/// the run goes on guarded by the deadlines alone.
+pub(crate) fn watchdog<S: System, W: Write>(run: &mut Run<'_, S, W>) -> Result<Next, Failed> {
+    let plan = run.plan(Step::Watchdog)?.watchdog.clone();
+    if plan.device.is_none() && plan.identity.is_none() {
+        run.log.note(
+            Step::Watchdog,
+            Status::Skip,
+            "no hardware watchdog in the plan: hangs are caught by the deadlines alone",
+        );
+        return Ok(Next::Go);
+    }
+    match run.sys.open_watchdog(&plan) {
+        Ok(w) => {
+            run.log.emit(
+                Step::Watchdog,
+                Status::Ok,
+                "hardware watchdog armed; petted while every step keeps its budget",
+                json!({"device": w.path, "timeout_secs": w.timeout_secs, "driver": plan.driver}),
+            );
+            run.guard.adopt(w.device);
+        }
+        Err(e) => run.log.note(
+            Step::Watchdog,
+            Status::Fail,
+            &format!("{e}; hangs are caught by the deadlines alone"),
+        ),
+    }
+    Ok(Next::Go)
+}
+
 /// Undo the boot change. When it does not clear itself and cannot be
 /// undone, going back would boot this ramdisk again, forever: the run goes
 /// on (the flash rewrites the boot partition) and any later failure powers
@@ -233,6 +266,11 @@ pub(crate) fn point_of_no_return<S: System, W: Write>(
         Status::Ok,
         &format!("writing {image} to /dev/{disk}; from here the old OS is gone"),
     );
+    // A slow card's writeback must not panic a half-written disk.
+    match run.sys.relax_hang_panic() {
+        Ok(m) => run.log.note(Step::PointOfNoReturn, Status::Ok, &m),
+        Err(e) => run.log.note(Step::PointOfNoReturn, Status::Fail, &e),
+    }
     Ok(Next::Go)
 }
 

@@ -1,9 +1,13 @@
 //! How long each step may take, and on which side of the point of no return
 //! it runs. A step that overruns its budget before the point of no return
-//! is a hang: the device must end up back in its old OS by itself. After
-//! it, only a flash that stops moving bytes counts as a hang.
+//! is a hang: the device must end up back in its old OS by itself. While
+//! flashing, only a flash that stops moving bytes counts as a hang.
+//!
+//! The numbers come from the plan's `deadlines` (stage 1 fits the target
+//! wait into them); before the plan is read, and for plans that predate
+//! them, the defaults of [`Deadlines`] apply.
 
-use crate::plan::Plan;
+use crate::plan::{Deadlines, Plan};
 use std::time::Duration;
 
 /// Which side of the point of no return a step runs on, and what is on
@@ -23,44 +27,51 @@ pub enum Phase {
 pub enum Budget {
     /// This many seconds.
     Fixed(u64),
-    /// The plan's wait for the target disk, plus 30 s to open it.
-    TargetWait,
-    /// Reading every payload file: 60 s plus 1 s per 2 MiB (a worn SD card
-    /// reads at 10 MiB/s or more; 2 MiB/s is a card that is failing).
-    PayloadRead,
-    /// No limit on the whole step, but no more than this many seconds
-    /// without progress.
-    Stall(u64),
+    /// The plan's `deadlines.modules_secs`.
+    Modules,
+    /// The plan's `deadlines.find_target_secs` (its target wait plus a
+    /// minute).
+    FindTarget,
+    /// The plan's `deadlines.verify_secs`.
+    Verify,
+    /// No limit on the whole step, but no more than the plan's
+    /// `deadlines.flash_stall_secs` without progress.
+    FlashStall,
 }
-
-/// Slowest payload read still counted as progress, bytes per second.
-const SLOWEST_READ: u64 = 2 << 20;
 
 impl Budget {
     /// The longest the whole step may take with `plan` (`None` for a step
-    /// bounded by progress only). Before the plan is read only fixed
-    /// budgets apply.
+    /// bounded by progress only).
     pub fn limit(self, plan: Option<&Plan>) -> Option<Duration> {
-        let secs = match (self, plan) {
-            (Budget::Fixed(s), _) => s,
-            (Budget::TargetWait, Some(p)) => u64::from(p.target.wait_secs) + 30,
-            (Budget::PayloadRead, Some(p)) => {
-                let bytes: u64 = p.payload.iter().map(|f| f.size).sum();
-                60 + bytes / SLOWEST_READ
-            }
-            (Budget::TargetWait | Budget::PayloadRead, None) => 60,
-            (Budget::Stall(_), _) => return None,
+        let d = deadlines(plan);
+        let secs = match self {
+            Budget::Fixed(s) => s,
+            Budget::Modules => d.modules_secs.into(),
+            Budget::FindTarget => d.find_target_secs.into(),
+            Budget::Verify => d.verify_secs.into(),
+            Budget::FlashStall => return None,
         };
         Some(Duration::from_secs(secs))
     }
 
     /// The longest the step may go without progress, if it reports any.
-    pub fn stall(self) -> Option<Duration> {
+    pub fn stall(self, plan: Option<&Plan>) -> Option<Duration> {
         match self {
-            Budget::Stall(s) => Some(Duration::from_secs(s)),
+            Budget::FlashStall => {
+                Some(Duration::from_secs(deadlines(plan).flash_stall_secs.into()))
+            }
             _ => None,
         }
     }
+}
+
+/// The whole run up to the point of no return, all steps together.
+pub fn before_ponr(plan: Option<&Plan>) -> Duration {
+    Duration::from_secs(deadlines(plan).before_ponr_secs.into())
+}
+
+fn deadlines(plan: Option<&Plan>) -> Deadlines {
+    plan.map(|p| p.deadlines.clone()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -69,24 +80,20 @@ mod tests {
     use crate::plan::tests_support::sample_plan;
 
     #[test]
-    fn budgets_follow_the_plan() {
+    fn budgets_follow_the_plans_deadlines() {
         let mut p = sample_plan();
-        p.target.wait_secs = 45;
-        let payload: u64 = p.payload.iter().map(|f| f.size).sum();
-        assert_eq!(
-            Budget::TargetWait.limit(Some(&p)),
-            Some(Duration::from_secs(75))
-        );
-        assert_eq!(
-            Budget::PayloadRead.limit(Some(&p)),
-            Some(Duration::from_secs(60 + payload / (2 << 20)))
-        );
-        p.payload[0].size = 700 << 20;
-        let big = Budget::PayloadRead.limit(Some(&p)).unwrap_or_default();
-        assert!(big >= Duration::from_secs(60 + 350), "{big:?}");
-        assert_eq!(Budget::Fixed(7).limit(None), Some(Duration::from_secs(7)));
-        assert_eq!(Budget::Stall(300).limit(Some(&p)), None);
-        assert_eq!(Budget::Stall(300).stall(), Some(Duration::from_secs(300)));
-        assert_eq!(Budget::Fixed(7).stall(), None);
+        p.deadlines = Deadlines::for_target_wait(45);
+        p.deadlines.flash_stall_secs = 120;
+        let s = Duration::from_secs;
+        assert_eq!(Budget::FindTarget.limit(Some(&p)), Some(s(105)));
+        assert_eq!(Budget::Modules.limit(Some(&p)), Some(s(180)));
+        assert_eq!(Budget::Verify.limit(Some(&p)), Some(s(900)));
+        assert_eq!(Budget::FlashStall.limit(Some(&p)), None);
+        assert_eq!(Budget::FlashStall.stall(Some(&p)), Some(s(120)));
+        assert_eq!(Budget::Fixed(7).limit(None), Some(s(7)));
+        assert_eq!(Budget::Fixed(7).stall(Some(&p)), None);
+        // Before the plan is read: the defaults.
+        assert_eq!(Budget::FlashStall.stall(None), Some(s(300)));
+        assert_eq!(before_ponr(None), s(1800));
     }
 }

@@ -1,23 +1,26 @@
 //! Stage 2 as a table of steps run by one loop.
 //!
-//! | step | phase | budget | module |
+//! | step | phase | budget (plan `deadlines`, defaults) | module |
 //! |---|---|---|---|
 //! | setup | before | 30 s | [`before`] |
 //! | plan | before | 10 s | [`before`] |
-//! | modules | before | 120 s | [`before`] |
+//! | modules | before | `modules_secs` (180 s) | [`before`] |
+//! | watchdog (open it, the guard pets it) | before | 30 s | [`before`] |
 //! | disarm | before | 90 s | [`crate::disarm`] |
-//! | find-target (and open it) | before | the plan's wait + 30 s | [`before`] |
+//! | find-target (and open it) | before | `find_target_secs` (the target wait + 60 s) | [`before`] |
 //! | load-payload | before | 30 s | [`before`] |
-//! | verify | before | 60 s + 1 s per 2 MiB of payload | [`before`] |
-//! | point-of-no-return (`--pretend` stops here) | before | 10 s | [`before`] |
-//! | flash | flashing | no progress for 5 min | [`after`] |
+//! | verify | before | `verify_secs` (900 s) | [`before`] |
+//! | point-of-no-return (`--pretend` stops here; hung-task panics off) | before | 10 s | [`before`] |
+//! | flash | flashing | `flash_stall_secs` (300 s) without progress | [`after`] |
 //! | reread-partitions | flashed | 60 s | [`after`] |
 //! | efi-setup | flashed | 60 s | [`after`] |
 //! | inject | flashed | 120 s | [`after`] |
 //! | done | flashed | 10 s | [`after`] |
 //!
-//! The loop ([`run`]) tells the [`Guard`] each step's phase and budget (a
-//! step that overruns it is a hang: see [`crate::guard`]), applies the
+//! The loop ([`run`]) tells the [`Guard`] each step's phase and budget,
+//! within `before_ponr_secs` (1800 s) for all steps before the point of no
+//! return together (a step that overruns is a hang: see [`crate::guard`]),
+//! applies the
 //! lab's test hooks, and turns the first failure into an exit in one place
 //! (`Run::fail`, see [`outcome`]): a failure that wrote nothing goes back
 //! to the old OS with a status for it; one that left the disk partly
@@ -68,7 +71,7 @@ pub(crate) struct StepDef<S: System, W: Write> {
 
 /// The steps, in order; see the module table.
 pub(crate) fn steps<S: System, W: Write>() -> Vec<StepDef<S, W>> {
-    use Budget::{Fixed, PayloadRead, Stall, TargetWait};
+    use Budget::{FindTarget, Fixed, FlashStall, Modules, Verify};
     use Phase::{Before, Flashed, Flashing};
     let row = |step, phase, budget, run: StepFn<S, W>| StepDef {
         step,
@@ -79,18 +82,19 @@ pub(crate) fn steps<S: System, W: Write>() -> Vec<StepDef<S, W>> {
     vec![
         row(Step::Setup, Before, Fixed(30), before::setup),
         row(Step::Plan, Before, Fixed(10), before::plan),
-        row(Step::Modules, Before, Fixed(120), before::modules),
+        row(Step::Modules, Before, Modules, before::modules),
+        row(Step::Watchdog, Before, Fixed(30), before::watchdog),
         row(Step::Disarm, Before, Fixed(90), before::disarm),
-        row(Step::FindTarget, Before, TargetWait, before::find_target),
+        row(Step::FindTarget, Before, FindTarget, before::find_target),
         row(Step::LoadPayload, Before, Fixed(30), before::load_payload),
-        row(Step::Verify, Before, PayloadRead, before::verify),
+        row(Step::Verify, Before, Verify, before::verify),
         row(
             Step::PointOfNoReturn,
             Before,
             Fixed(10),
             before::point_of_no_return,
         ),
-        row(Step::Flash, Flashing, Stall(300), after::flash),
+        row(Step::Flash, Flashing, FlashStall, after::flash),
         row(
             Step::RereadPartitions,
             Flashed,
@@ -113,17 +117,22 @@ pub fn run<S: System, W: Write>(sys: &mut S, log: &mut EventLog<W>, guard: &dyn 
     let mut run = Run::new(sys, log, guard);
     let exit = run_steps(&mut run);
     copy_log(&mut run, &exit);
-    guard.finish();
+    guard.finish(exit.leaving());
     exit
 }
 
 /// The loop: each step in order until one leaves or fails.
 fn run_steps<S: System, W: Write>(run: &mut Run<'_, S, W>) -> Exit {
+    let started = std::time::Instant::now();
     for def in steps::<S, W>() {
         let plan = run.plan.as_ref();
-        let limit = def.budget.limit(plan);
+        let mut limit = def.budget.limit(plan);
+        if def.phase == Phase::Before {
+            let left = budget::before_ponr(plan).saturating_sub(started.elapsed());
+            limit = Some(limit.map_or(left, |l| l.min(left)));
+        }
         run.guard
-            .enter(def.step, def.phase, limit, def.budget.stall());
+            .enter(def.step, def.phase, limit, def.budget.stall(plan));
         hang_hook(run, def.step);
         match (def.run)(run) {
             Ok(Next::Go) => {}

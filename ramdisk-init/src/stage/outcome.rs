@@ -50,6 +50,20 @@ pub enum Exit {
     TestExit,
 }
 
+impl Exit {
+    /// Whether PID 1 reboots or powers off after this exit (the guard
+    /// stops the hardware watchdog before a power-off only).
+    pub fn leaving(&self) -> crate::guard::Leaving {
+        use crate::guard::Leaving;
+        match self {
+            Exit::FlashFailed { .. } | Exit::Stranded { .. } => Leaving::PowerOff,
+            Exit::Migrated | Exit::PretendDone | Exit::Fallback { .. } | Exit::TestExit => {
+                Leaving::Reboot
+            }
+        }
+    }
+}
+
 /// What a failure did to the target disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Damage {

@@ -352,12 +352,14 @@ fn a_good_payload_is_flashed_then_config_and_log_injected() {
             "setup/ok",
             "plan/ok",
             "modules/ok",
+            "watchdog/skip",
             "disarm/skip",
             "find-target/ok",
             "find-target/ok",
             "load-payload/ok",
             "verify/ok",
             "verify/ok",
+            "point-of-no-return/ok",
             "point-of-no-return/ok",
             "flash/begin",
             "flash/ok",
@@ -793,7 +795,13 @@ fn uboot_restore_first_puts_uenv_back_before_any_other_step() {
     // the modules (the disk's driver and ext4) come before it.
     assert_eq!(
         st[..disarm],
-        ["start/begin", "setup/ok", "plan/ok", "modules/ok"],
+        [
+            "start/begin",
+            "setup/ok",
+            "plan/ok",
+            "modules/ok",
+            "watchdog/skip"
+        ],
         "{st:?}"
     );
     assert!(
@@ -1117,7 +1125,10 @@ fn the_exit_hook_names_any_step() {
 /// flash's progress, and of the end of the run.
 #[test]
 fn the_guard_hears_each_step_its_budget_and_the_flash_progress() {
-    let (_d, mut sys) = setup(b"abc", |p| p.target.wait_secs = 20);
+    let (_d, mut sys) = setup(b"abc", |p| {
+        p.target.wait_secs = 20;
+        p.deadlines = crate::plan::Deadlines::for_target_wait(20);
+    });
     let g = Recorder::default();
     assert_eq!(
         run(&mut sys, &mut EventLog::new(&mut Vec::new()), &g),
@@ -1131,6 +1142,7 @@ fn the_guard_hears_each_step_its_budget_and_the_flash_progress() {
             "setup",
             "plan",
             "modules",
+            "watchdog",
             "disarm",
             "find-target",
             "load-payload",
@@ -1149,10 +1161,13 @@ fn the_guard_hears_each_step_its_budget_and_the_flash_progress() {
         .unwrap();
     assert_eq!(
         (find.1, find.2),
-        (Phase::Before, Some(Duration::from_secs(50)))
+        (Phase::Before, Some(Duration::from_secs(80)))
     );
     let flash = entered.iter().find(|(s, _, _)| *s == Step::Flash).unwrap();
     assert_eq!((flash.1, flash.2), (Phase::Flashing, None));
     assert!(g.progress.load(std::sync::atomic::Ordering::Relaxed) > 0);
-    assert!(g.finished.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(
+        *g.finished.lock().unwrap(),
+        Some(crate::guard::Leaving::Reboot)
+    );
 }

@@ -78,9 +78,22 @@ impl Watchdog {
     /// before powering off, where a still-counting watchdog would reset
     /// the machine into whatever it boots next).
     pub fn disarm(mut self) -> Result<(), String> {
+        self.magic_close()
+    }
+
+    fn magic_close(&mut self) -> Result<(), String> {
         self.file
             .write_all(b"V")
             .map_err(|e| format!("magic close of {}: {e}", self.path.display()))
+    }
+}
+
+impl crate::guard::HardwareWatchdog for Watchdog {
+    fn keepalive(&mut self) -> Result<(), String> {
+        self.pet()
+    }
+    fn disarm(&mut self) -> Result<(), String> {
+        self.magic_close()
     }
 }
 

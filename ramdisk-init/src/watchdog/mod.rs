@@ -5,17 +5,16 @@
 //! - [`device`]: open, arm, pet and magic-close `/dev/watchdogN`, found by
 //!   the identity stage 1 recorded;
 //! - [`ioctl`]: the three watchdog ioctls;
-//! - [`pacer`]: the pure pet-or-not rule over an injected clock;
 //! - [`hang`]: relax the hung-task panic at the point of no return.
 //!
-//! The step loop reaches all of this through [`crate::system::System`]'s
-//! `arm_watchdog`, `pet_watchdog`, `disarm_watchdog`, `relax_hang_panic`
-//! and `reboot_now`.
+//! The step loop opens the watchdog through
+//! [`crate::system::System::open_watchdog`] and hands it to the deadline
+//! guard ([`crate::guard`]), whose thread pets it while every step keeps
+//! its budget; [`crate::system::System::relax_hang_panic`] runs at the
+//! point of no return.
 
 pub mod device;
 pub mod hang;
 pub mod ioctl;
-pub mod pacer;
 
 pub use device::Watchdog;
-pub use pacer::{Clock, MonotonicClock, Overdue, Pacer, Verdict};
