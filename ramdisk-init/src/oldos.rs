@@ -18,6 +18,10 @@ pub enum Outcome {
     Fallback,
     /// A pretend run passed every step up to the point of no return.
     PretendOk,
+    /// The ramdisk reached its disks and went on: the last word when it
+    /// stops without another (a power cut, a reset, a hang its guard
+    /// rebooted).
+    Started,
 }
 
 #[derive(Serialize)]

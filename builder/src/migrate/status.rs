@@ -113,6 +113,7 @@ pub fn describe(s: &State) -> String {
             out.push(match outcome {
                 "pretend-ok" => "last run: pretend succeeded — every step before the point of no return passed; nothing was written".to_string(),
                 "fallback" => format!("last run: FAILED at step '{step}': {reason}; nothing was written to the disk, this OS was booted again"),
+                "started" => "last run: the migration ramdisk started but never reported back: a power cut, a reset, or a hang its deadline guard rebooted (see its console or the log device); nothing was written to the disk, this OS was booted again".to_string(),
                 o => format!("last run: {o} at {step}: {reason}"),
             });
         }
@@ -219,6 +220,24 @@ mod tests {
         assert!(!r.join("boot/grub/grubenv").exists());
         assert!(r.join("var/lib/migrd/last-status.json").exists());
         assert!(describe(&read(r)).contains("no migration armed"));
+    }
+
+    #[test]
+    fn a_ramdisk_that_started_and_never_reported_is_explained() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("boot/migrd")).unwrap();
+        std::fs::write(
+            r.join("boot/migrd/status.json"),
+            r#"{"outcome":"started","step":"disarm","reason":"the migration ramdisk started"}"#,
+        )
+        .unwrap();
+        let text = describe(&read(r));
+        assert!(
+            text.contains("started but never reported back")
+                && text.contains("nothing was written"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -147,6 +147,19 @@ pub(crate) fn disarm<S: System, W: Write>(run: &mut Run<'_, S, W>) -> Result<Nex
     Ok(Next::Go)
 }
 
+/// Leave a first word for the old OS: the ramdisk ran this far. Replaced
+/// by the fallback or pretend result when there is one; still there after
+/// a power cut, a reset or a hang the guard rebooted, so `migrd status`
+/// can say the ramdisk started and did not report back.
+pub(crate) fn started<S: System, W: Write>(run: &mut Run<'_, S, W>) -> Result<Next, Failed> {
+    run.leave_word(
+        Outcome::Started,
+        Step::Disarm,
+        "the migration ramdisk started and restored the boot configuration; nothing has been written to the disk",
+    );
+    Ok(Next::Go)
+}
+
 /// Find the target by identity, waiting the plan's time for it, then open
 /// it the way the flash will and read its size and sector size.
 pub(crate) fn find_target<S: System, W: Write>(run: &mut Run<'_, S, W>) -> Result<Next, Failed> {

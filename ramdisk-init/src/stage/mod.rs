@@ -7,6 +7,7 @@
 //! | modules | before | `modules_secs` (180 s) | [`before`] |
 //! | watchdog (open it, the guard pets it) | before | 30 s | [`before`] |
 //! | disarm | before | 90 s | [`crate::disarm`] |
+//! | status (a first word for the old OS: started) | before | 60 s | [`before`] |
 //! | find-target (and open it) | before | `find_target_secs` (the target wait + 60 s) | [`before`] |
 //! | load-payload | before | 30 s | [`before`] |
 //! | verify | before | `verify_secs` (900 s) | [`before`] |
@@ -85,6 +86,7 @@ pub(crate) fn steps<S: System, W: Write>() -> Vec<StepDef<S, W>> {
         row(Step::Modules, Before, Modules, before::modules),
         row(Step::Watchdog, Before, Fixed(30), before::watchdog),
         row(Step::Disarm, Before, Fixed(90), before::disarm),
+        row(Step::Status, Before, Fixed(60), before::started),
         row(Step::FindTarget, Before, FindTarget, before::find_target),
         row(Step::LoadPayload, Before, Fixed(30), before::load_payload),
         row(Step::Verify, Before, Verify, before::verify),
