@@ -21,22 +21,22 @@ cargo build --locked -p migrd-init --profile init --target armv7-unknown-linux-g
 # qemu-user smoke test decodes zstd and xz with the result.
 CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
   CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
-  cargo build --locked -p migrd --bin migrd --release --target aarch64-unknown-linux-musl
-cargo build --locked -p migrd --bin migrd --release --target armv7-unknown-linux-gnueabihf
+  cargo build --locked -p migrd --bin migrd --profile ci --target aarch64-unknown-linux-musl
+cargo build --locked -p migrd --bin migrd --profile ci --target armv7-unknown-linux-gnueabihf
 step "stage 2's unit tests on the ARM targets, under qemu-user"
 # The numbers in ioctls and syscalls differ between 32- and 64-bit kernels
 # (BLKGETSIZE64 once failed every armv7 flash): run migrd-init's own tests
 # as armv7 and aarch64 binaries; the ioctl tests use a real loop device.
 CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER=qemu-arm-static \
-  cargo test --locked --release -p migrd-init --target armv7-unknown-linux-gnueabihf --lib
+  cargo test --locked --profile ci -p migrd-init --target armv7-unknown-linux-gnueabihf --lib
 CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
   CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
-  cargo test --locked --release -p migrd-init --target aarch64-unknown-linux-musl --lib
-step "release binaries"
-cargo build --locked --release --workspace --bins
+  cargo test --locked --profile ci -p migrd-init --target aarch64-unknown-linux-musl --lib
+step "host binaries"
+cargo build --locked --profile ci --workspace --bins
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --locked --release --workspace --all-targets -- -D warnings
+cargo clippy --locked --profile ci --workspace --all-targets -- -D warnings
 step "tests (unit, integration, lab)"
-cargo test --locked --release --workspace -- --include-ignored "$@"
+cargo test --locked --profile ci --workspace -- --include-ignored "$@"
