@@ -39,4 +39,45 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --profile ci --workspace --all-targets -- -D warnings
 step "tests (unit, integration, lab)"
-cargo test --locked --profile ci --workspace -- --include-ignored "$@"
+# cargo test would run its ~30 test binaries one after another, each with its
+# tests two at a time (the harness's default), so at the end of every lab
+# binary a core sat idle while its last scenario ran. Here cargo only builds
+# them (the same --workspace selection as a plain cargo test, so features
+# and artifacts are the same) and they all start at once; the lab's slot
+# pool (tests/src/slots.rs: one slot per core, MIGRD_LAB_JOBS to override)
+# keeps the number of scenarios (QEMU guests) running at once to the number
+# of cores.
+# Each binary's output goes to target/lab/logs/cargo-test/<binary>.log and
+# is printed whole when the binary ends; the script fails if any failed.
+runs=${MIGRD_LAB_DIR:-target/lab}/logs/cargo-test
+rm -rf "$runs"; mkdir -p "$runs"
+cargo test --locked --profile ci --workspace --no-run --message-format=json >"$runs/build.json"
+cargo test --locked --profile ci --workspace --doc -- --include-ignored "$@"
+# Cargo's JSON messages, one line per artifact: test binaries have
+# "test":true in their "profile" and an "executable". Each runs in its
+# package's folder with the harness arguments cargo test would pass.
+grep -E '"profile":\{[^}]*"test":true' "$runs/build.json" |
+  sed -n 's|.*"manifest_path":"\([^"]*\)/Cargo.toml".*"target":{[^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*|\1\t\2\t\3|p' \
+  >"$runs/binaries.tsv"
+declare -A name_of=() log_of=() started_at=()
+failed=()
+while IFS=$'\t' read -r dir name exe; do
+  log=$runs/$(basename "$exe").log
+  (cd "$dir" && exec "$exe" --include-ignored "$@") >"$log" 2>&1 &
+  name_of[$!]="$name ($(basename "$exe"))"; log_of[$!]=$log; started_at[$!]=$SECONDS
+done <"$runs/binaries.tsv"
+[ ${#name_of[@]} -gt 0 ] || { echo "no test binaries in $runs/build.json" >&2; exit 1; }
+printf '[tests] %s test binaries started\n' "${#name_of[@]}"
+while [ ${#name_of[@]} -gt 0 ]; do
+  rc=0; wait -n -p pid || rc=$?
+  [ -n "${name_of[$pid]+set}" ] || continue
+  name=${name_of[$pid]}; unset "name_of[$pid]"
+  printf '\n==> [tests] %s: exit %s after %s s\n' "$name" "$rc" "$((SECONDS - ${started_at[$pid]}))"
+  cat "${log_of[$pid]}"
+  [ "$rc" = 0 ] || failed+=("$name")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\n[tests] FAILED: %s (logs in %s)\n' "${failed[*]}" "$runs" >&2
+  exit 1
+fi
+printf '\n[tests] all test binaries passed\n'

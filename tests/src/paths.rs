@@ -28,7 +28,10 @@ pub fn lab_dir() -> PathBuf {
 
 /// Where a scenario keeps its logs: `target/lab/logs/<scenario>/`, emptied
 /// at the start of each run; see [`LogDir`] for what is kept afterwards.
+/// Waits first for a slot in the machine's pool of running scenarios
+/// ([`crate::slots`]), held until the [`LogDir`] is dropped.
 pub fn log_dir(scenario: &str) -> Result<LogDir> {
+    crate::slots::hold()?;
     let d = lab_dir().join("logs").join(scenario);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
@@ -44,6 +47,8 @@ const BULKY: u64 = 1 << 20;
 /// other than `*.log`) are removed and the logs stay, so that the whole lab
 /// (about twenty devices of 0.3 to 2 GiB each) fits on a small CI disk.
 /// `MIGRD_LAB_KEEP=1` keeps everything, to look at a device's disks.
+/// Dropping it also frees the scenario's slot in the machine's pool of
+/// running scenarios ([`crate::slots`]).
 #[derive(Debug)]
 pub struct LogDir(PathBuf);
 
@@ -69,10 +74,10 @@ impl AsRef<Path> for LogDir {
 
 impl Drop for LogDir {
     fn drop(&mut self) {
-        if std::env::var_os("MIGRD_LAB_KEEP").is_some_and(|v| v == "1") {
-            return;
+        if !std::env::var_os("MIGRD_LAB_KEEP").is_some_and(|v| v == "1") {
+            prune_bulky(&self.0);
         }
-        prune_bulky(&self.0);
+        crate::slots::release();
     }
 }
 
