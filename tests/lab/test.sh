@@ -21,22 +21,63 @@ cargo build --locked -p migrd-init --profile init --target armv7-unknown-linux-g
 # qemu-user smoke test decodes zstd and xz with the result.
 CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
   CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
-  cargo build --locked -p migrd --bin migrd --release --target aarch64-unknown-linux-musl
-cargo build --locked -p migrd --bin migrd --release --target armv7-unknown-linux-gnueabihf
+  cargo build --locked -p migrd --bin migrd --profile ci --target aarch64-unknown-linux-musl
+cargo build --locked -p migrd --bin migrd --profile ci --target armv7-unknown-linux-gnueabihf
 step "stage 2's unit tests on the ARM targets, under qemu-user"
 # The numbers in ioctls and syscalls differ between 32- and 64-bit kernels
 # (BLKGETSIZE64 once failed every armv7 flash): run migrd-init's own tests
 # as armv7 and aarch64 binaries; the ioctl tests use a real loop device.
 CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER=qemu-arm-static \
-  cargo test --locked --release -p migrd-init --target armv7-unknown-linux-gnueabihf --lib
+  cargo test --locked --profile ci -p migrd-init --target armv7-unknown-linux-gnueabihf --lib
 CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
   CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
-  cargo test --locked --release -p migrd-init --target aarch64-unknown-linux-musl --lib
-step "release binaries"
-cargo build --locked --release --workspace --bins
+  cargo test --locked --profile ci -p migrd-init --target aarch64-unknown-linux-musl --lib
+step "host binaries"
+cargo build --locked --profile ci --workspace --bins
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --locked --release --workspace --all-targets -- -D warnings
+cargo clippy --locked --profile ci --workspace --all-targets -- -D warnings
 step "tests (unit, integration, lab)"
-cargo test --locked --release --workspace -- --include-ignored "$@"
+# cargo test would run its ~30 test binaries one after another, each with its
+# tests two at a time (the harness's default), so at the end of every lab
+# binary a core sat idle while its last scenario ran. Here cargo only builds
+# them (the same --workspace selection as a plain cargo test, so features
+# and artifacts are the same) and they all start at once; the lab's slot
+# pool (tests/src/slots.rs: one slot per core, MIGRD_LAB_JOBS to override)
+# keeps the number of scenarios (QEMU guests) running at once to the number
+# of cores.
+# Each binary's output goes to target/lab/logs/cargo-test/<binary>.log and
+# is printed whole when the binary ends; the script fails if any failed.
+runs=${MIGRD_LAB_DIR:-target/lab}/logs/cargo-test
+rm -rf "$runs"; mkdir -p "$runs"
+cargo test --locked --profile ci --workspace --no-run --message-format=json >"$runs/build.json"
+cargo test --locked --profile ci --workspace --doc -- --include-ignored "$@"
+# Cargo's JSON messages, one line per artifact: test binaries have
+# "test":true in their "profile" and an "executable". Each runs in its
+# package's folder with the harness arguments cargo test would pass.
+grep -E '"profile":\{[^}]*"test":true' "$runs/build.json" |
+  sed -n 's|.*"manifest_path":"\([^"]*\)/Cargo.toml".*"target":{[^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*|\1\t\2\t\3|p' \
+  >"$runs/binaries.tsv"
+declare -A name_of=() log_of=() started_at=()
+failed=()
+while IFS=$'\t' read -r dir name exe; do
+  log=$runs/$(basename "$exe").log
+  (cd "$dir" && exec "$exe" --include-ignored "$@") >"$log" 2>&1 &
+  name_of[$!]="$name ($(basename "$exe"))"; log_of[$!]=$log; started_at[$!]=$SECONDS
+done <"$runs/binaries.tsv"
+[ ${#name_of[@]} -gt 0 ] || { echo "no test binaries in $runs/build.json" >&2; exit 1; }
+printf '[tests] %s test binaries started\n' "${#name_of[@]}"
+while [ ${#name_of[@]} -gt 0 ]; do
+  rc=0; wait -n -p pid || rc=$?
+  [ -n "${name_of[$pid]+set}" ] || continue
+  name=${name_of[$pid]}; unset "name_of[$pid]"
+  printf '\n==> [tests] %s: exit %s after %s s\n' "$name" "$rc" "$((SECONDS - ${started_at[$pid]}))"
+  cat "${log_of[$pid]}"
+  [ "$rc" = 0 ] || failed+=("$name")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\n[tests] FAILED: %s (logs in %s)\n' "${failed[*]}" "$runs" >&2
+  exit 1
+fi
+printf '\n[tests] all test binaries passed\n'

@@ -12,6 +12,7 @@
 //!   what the firmware model selects.
 //! - [`scenario_uboot`]: the arm64 U-Boot device prepared for a migration
 //!   (like `scenario` for the x86 devices).
+//! - [`slots`]: a machine-wide limit on scenarios running at once.
 //! - [`uefi_vars`]: an OVMF variable store read from the host.
 
 pub mod events;
@@ -28,4 +29,5 @@ pub mod scenario;
 pub mod scenario_rpi;
 #[cfg(feature = "images")]
 pub mod scenario_uboot;
+pub mod slots;
 pub mod uefi_vars;

@@ -28,7 +28,10 @@ pub fn lab_dir() -> PathBuf {
 
 /// Where a scenario keeps its logs: `target/lab/logs/<scenario>/`, emptied
 /// at the start of each run; see [`LogDir`] for what is kept afterwards.
+/// Waits first for a slot in the machine's pool of running scenarios
+/// ([`crate::slots`]), held until the [`LogDir`] is dropped.
 pub fn log_dir(scenario: &str) -> Result<LogDir> {
+    crate::slots::hold()?;
     let d = lab_dir().join("logs").join(scenario);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
@@ -44,6 +47,8 @@ const BULKY: u64 = 1 << 20;
 /// other than `*.log`) are removed and the logs stay, so that the whole lab
 /// (about twenty devices of 0.3 to 2 GiB each) fits on a small CI disk.
 /// `MIGRD_LAB_KEEP=1` keeps everything, to look at a device's disks.
+/// Dropping it also frees the scenario's slot in the machine's pool of
+/// running scenarios ([`crate::slots`]).
 #[derive(Debug)]
 pub struct LogDir(PathBuf);
 
@@ -69,10 +74,10 @@ impl AsRef<Path> for LogDir {
 
 impl Drop for LogDir {
     fn drop(&mut self) {
-        if std::env::var_os("MIGRD_LAB_KEEP").is_some_and(|v| v == "1") {
-            return;
+        if !std::env::var_os("MIGRD_LAB_KEEP").is_some_and(|v| v == "1") {
+            prune_bulky(&self.0);
         }
-        prune_bulky(&self.0);
+        crate::slots::release();
     }
 }
 
@@ -148,16 +153,83 @@ fn first_file(cands: &[PathBuf], what: &str, how: &str) -> Result<PathBuf> {
     )
 }
 
-/// The `migrd` binary under test (`MIGRD_BIN`, else target/release, else
-/// target/debug).
+/// The Cargo profile folders a host or cross binary is looked up in, first
+/// match wins: the profile the running test binary was built with (its
+/// folder name under the target folder: `ci` under `tests/lab/test.sh`,
+/// `release` under `cargo test --release`, so a test uses the `migrd` built
+/// alongside it rather than a stale one from another profile), then `ci`
+/// (the profile `tests/lab/test.sh` builds), `release` and `debug`.
+pub fn profile_dirs() -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    if let Some(own) = own_profile() {
+        v.push(own);
+    }
+    for p in ["ci", "release", "debug"] {
+        if !v.iter().any(|x| x == p) {
+            v.push(p.to_string());
+        }
+    }
+    v
+}
+
+/// The profile folder of the running executable: `<target>/<profile>/deps/
+/// <test binary>` or `<target>/<profile>/<binary>`; `None` when it is not
+/// under the target folder (e.g. an installed binary).
+fn own_profile() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent()?;
+    }
+    // Only a profile folder directly under the host target folder counts
+    // (a cross build's `<target>/<triple>/<profile>` does not run tests).
+    let target = target_dir();
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if !same(dir.parent()?, &target) {
+        return None;
+    }
+    Some(dir.file_name()?.to_string_lossy().into_owned())
+}
+
+/// The `migrd` binary under test: `MIGRD_BIN`, else `migrd` in the first
+/// of [`profile_dirs`] that has one.
 pub fn migrd_bin() -> Result<PathBuf> {
     let mut c = Vec::new();
     if let Some(p) = std::env::var_os("MIGRD_BIN") {
         c.push(PathBuf::from(p));
     }
-    c.push(target_dir().join("release/migrd"));
-    c.push(target_dir().join("debug/migrd"));
-    first_file(&c, "migrd binary", "run `cargo build --release -p migrd`")
+    c.extend(
+        profile_dirs()
+            .iter()
+            .map(|p| target_dir().join(p).join("migrd")),
+    );
+    first_file(
+        &c,
+        "migrd binary",
+        "run `cargo build --profile ci -p migrd` (or `--release`)",
+    )
+}
+
+/// The static `migrd` built for the Rust target `triple` (aarch64 musl,
+/// armv7 with a static glibc): `migrd` in the first of [`profile_dirs`]
+/// under `<target>/<triple>/` that has one.
+pub fn cross_migrd_bin(triple: &str) -> Result<PathBuf> {
+    let t = target_dir().join(triple);
+    let c: Vec<PathBuf> = profile_dirs()
+        .iter()
+        .map(|p| t.join(p).join("migrd"))
+        .collect();
+    first_file(
+        &c,
+        &format!("static migrd for {triple}"),
+        &format!(
+            "tests/lab/test.sh builds it (cargo build --profile ci -p migrd --bin migrd \
+             --target {triple})"
+        ),
+    )
 }
 
 /// The static migrd-init for a Rust target triple.

@@ -115,7 +115,7 @@ fn take_kexec(report: &mut serde_json::Value) -> Result<serde_json::Value> {
 }
 
 fn smoke_migrd(t: &Target) -> Result<()> {
-    let migrd = bin(t, "release", "migrd")?;
+    let migrd = paths::cross_migrd_bin(t.arch.init_triple())?;
     check_init_file(&migrd, t.arch).with_context(|| "migrd is not a static ELF for its target")?;
 
     let out = run(t, &migrd, &["--version"])?;

@@ -74,7 +74,11 @@ vars_sb_cache=$cache/$name-$key.vars-sb.fd
 tar_cache=$cache/debootstrap-$SUITE-$boot_key.tar.zst
 
 mkdir -p "$cache" "$OUT"
-exec 9>"$cache/.$name.lock"
+# One lock for every Debian image, not one per image: the BIOS and UEFI
+# images share the debootstrap tree ($tar_cache, written through one .part
+# file), and tests/lab/test.sh runs the test binaries that need each at the
+# same time. The second one waits and reuses the tree.
+exec 9>"$cache/.debian.lock"
 flock 9
 
 build_image() {

@@ -140,17 +140,7 @@ impl Arch {
     }
     /// The `migrd` built for it (static), or how to build it.
     pub fn migrd_bin(self) -> Result<PathBuf> {
-        let p = paths::target_dir()
-            .join(self.triple())
-            .join("release/migrd");
-        if !p.is_file() {
-            bail!(
-                "{} missing: tests/lab/test.sh builds it (cargo build --release -p migrd --bin migrd --target {})",
-                p.display(),
-                self.triple()
-            );
-        }
-        Ok(p)
+        paths::cross_migrd_bin(self.triple())
     }
 }
 

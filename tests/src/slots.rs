@@ -1,0 +1,128 @@
+//! A limit on how many scenarios run at once on this machine, across
+//! processes: `tests/lab/test.sh` starts the lab's test binaries together,
+//! each running its tests on several threads, and without a shared limit
+//! they would start far more QEMU guests than there are cores (TCG guests
+//! then run slower than real time; their kernels report soft lockups and
+//! timeouts get close).
+//!
+//! The pool is a set of lock files, `<lab dir>/slots/<n>.lock`; a slot is
+//! held by an exclusive `flock` on one of them, which the kernel releases
+//! when the holder ends however it ends (a crashed or killed test binary
+//! never leaks its slot). The size is `MIGRD_LAB_JOBS`, else the number of
+//! cores available to this process.
+//!
+//! A scenario takes its slot when it opens its log folder
+//! ([`crate::paths::log_dir`] calls [`hold`]), before it builds its disks,
+//! and keeps it until the folder ([`crate::paths::LogDir`]) is dropped,
+//! which calls [`release`] after the bulky files are pruned: the slot also
+//! bounds how many scenario folders full of disk images exist at once (a
+//! small CI disk holds only a few). The slot belongs to the test's thread:
+//! the harness runs each test on a thread of its own, a second log folder
+//! opened on the same thread shares the slot, and a thread that ends frees
+//! its slot too.
+
+use crate::paths;
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+thread_local! {
+    /// The slot this thread holds, if any.
+    static HELD: RefCell<Option<Flock<File>>> = const { RefCell::new(None) };
+}
+
+/// How many scenarios may run at once: `MIGRD_LAB_JOBS` (a positive
+/// number), else the cores available to this process.
+pub fn pool_size() -> usize {
+    if let Some(n) = std::env::var("MIGRD_LAB_JOBS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Make sure this thread holds a slot: returns at once if it does, else
+/// waits for a free one (polling every half second; waiters sleep).
+pub fn hold() -> Result<()> {
+    if HELD.with(|h| h.borrow().is_some()) {
+        return Ok(());
+    }
+    let dir = paths::lab_dir().join("slots");
+    let n = pool_size();
+    loop {
+        if let Some(lock) = try_lock_in(&dir, n)? {
+            HELD.with(|h| *h.borrow_mut() = Some(lock));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Free this thread's slot, if it holds one.
+pub fn release() {
+    // Dropping the Flock unlocks the file.
+    let _ = HELD.try_with(|h| h.borrow_mut().take());
+}
+
+/// Lock a free slot file of the pool of `n` in `dir`, if there is one.
+fn try_lock_in(dir: &Path, n: usize) -> Result<Option<Flock<File>>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for i in 0..n {
+        let p = dir.join(format!("{i}.lock"));
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .with_context(|| format!("opening {}", p.display()))?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Some(lock)),
+            // Held by another scenario: try the next one.
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
+            // Any other error would recur on every try: report it rather
+            // than wait forever.
+            Err((_, e)) => return Err(e).with_context(|| format!("locking {}", p.display())),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn other_thread_gets_one(dir: &Path) -> Result<bool> {
+        let d = dir.to_path_buf();
+        std::thread::spawn(move || try_lock_in(&d, 1).map(|l| l.is_some()))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the other thread panicked"))?
+    }
+
+    #[test]
+    fn a_held_slot_excludes_others_until_dropped() -> Result<()> {
+        let d = tempfile::tempdir()?;
+        let held = try_lock_in(d.path(), 1)?.context("the pool of one is busy")?;
+        assert!(
+            !other_thread_gets_one(d.path())?,
+            "another thread took the only slot while it was held"
+        );
+        drop(held);
+        assert!(
+            other_thread_gets_one(d.path())?,
+            "the freed slot could not be taken"
+        );
+        let two = try_lock_in(d.path(), 2)?.context("a pool of two is busy")?;
+        assert!(
+            try_lock_in(d.path(), 2)?.is_some(),
+            "the second slot of two was not free"
+        );
+        drop(two);
+        Ok(())
+    }
+}
