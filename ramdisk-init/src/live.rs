@@ -2,10 +2,11 @@
 //! loading with `finit_module`, power control.
 
 use crate::efi::table::TablePart;
+use crate::flash::expect::Expected;
 use crate::flash::touched::Touched;
 use crate::flash::{self, Device, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
-use crate::plan::PLAN_PATH;
+use crate::plan::{Plan, PLAN_PATH};
 use crate::system::{FlashFailure, FlashProgress, Flashed, ModuleLoad, System, TargetGeometry};
 use crate::target::{self, Disk, SysRoot};
 use nix::errno::Errno;
@@ -33,13 +34,51 @@ fn open_disk(disk: &str) -> Result<FileDevice, flash::FlashError> {
 /// The live system under PID 1.
 pub struct LiveSystem {
     root: PathBuf,
+    /// A flash failure that trying again cannot change (the image itself is
+    /// wrong): later calls return it instead of writing again.
+    deterministic: Option<FlashFailure>,
 }
 
 impl Default for LiveSystem {
     fn default() -> Self {
         LiveSystem {
             root: PathBuf::from("/"),
+            deterministic: None,
         }
+    }
+}
+
+impl LiveSystem {
+    /// What the plan says the decoded `image` must be (nothing when the
+    /// plan is unreadable, from before the field, or names another file).
+    fn expected(&self, image: &Path) -> Expected {
+        let Ok(plan) = self
+            .read_plan()
+            .and_then(|t| Plan::from_json(&t).map_err(|e| e.to_string()))
+        else {
+            return Expected::default();
+        };
+        let ours = plan
+            .image()
+            .map(|f| self.root.join(f.path().trim_start_matches('/')))
+            .is_some_and(|p| p == image);
+        if ours {
+            Expected::from_plan(plan.image_decoded.as_ref())
+        } else {
+            Expected::default()
+        }
+    }
+
+    /// A failure as stage 2 sees it, remembered when retrying cannot help.
+    fn failed(&mut self, e: flash::FlashError, wrote: bool) -> FlashFailure {
+        let f = FlashFailure {
+            reason: e.to_string(),
+            wrote,
+        };
+        if !e.retryable() {
+            self.deterministic = Some(f.clone());
+        }
+        f
     }
 }
 
@@ -206,12 +245,21 @@ impl System for LiveSystem {
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
     ) -> Result<Flashed, FlashFailure> {
-        let untouched = |e: flash::FlashError| FlashFailure {
-            reason: e.to_string(),
-            wrote: false,
+        if let Some(f) = &self.deterministic {
+            return Err(FlashFailure {
+                reason: format!(
+                    "{} (not written again: the same image fails the same way)",
+                    f.reason
+                ),
+                wrote: f.wrote,
+            });
+        }
+        let expected = self.expected(image);
+        let mut dev = match open_disk(disk) {
+            Ok(d) => d,
+            Err(e) => return Err(self.failed(e, false)),
         };
-        let mut dev = open_disk(disk).map_err(untouched)?;
-        let opts = flash::Options::default();
+        let opts = expected.options(flash::Options::default());
         let mut cb = |p: &flash::Progress| {
             progress(FlashProgress {
                 written: p.bytes,
@@ -219,11 +267,18 @@ impl System for LiveSystem {
             });
         };
         let mut watched = Touched::new(&mut dev);
-        let r =
-            flash::write_image(image, &mut watched, &opts, &mut cb).map_err(|e| FlashFailure {
-                reason: e.to_string(),
-                wrote: watched.wrote(),
-            })?;
+        let r = match flash::write_image(image, &mut watched, &opts, &mut cb) {
+            Ok(r) => r,
+            Err(e) => {
+                let wrote = watched.wrote();
+                return Err(self.failed(e, wrote));
+            }
+        };
+        // A hash that differs after a verified write: the disk holds the
+        // whole stream, just not the one stage 1 checked.
+        if let Err(e) = expected.check(image, &r) {
+            return Err(self.failed(e, true));
+        }
         Ok(Flashed {
             bytes: r.bytes,
             sha256: r.sha256,

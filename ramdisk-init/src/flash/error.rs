@@ -93,6 +93,21 @@ pub enum FlashError {
         /// Size found.
         found: u64,
     },
+    /// What was written (and read back) hashes to another SHA-256 than the
+    /// decoded image stage 1 validated: the payload changed after the check.
+    #[error("image {path} was written as {found_bytes} decoded bytes with sha256 {found}, but stage 1 validated {expected_bytes} bytes with sha256 {expected}: the image changed after it was checked (damaged payload); build the ramdisk again")]
+    DigestMismatch {
+        /// The image.
+        path: PathBuf,
+        /// Decoded SHA-256 stage 1 recorded.
+        expected: String,
+        /// Decoded size stage 1 recorded.
+        expected_bytes: u64,
+        /// SHA-256 of what was written.
+        found: String,
+        /// Bytes written.
+        found_bytes: u64,
+    },
     /// The target took fewer bytes than it was given.
     #[error("short write to {target} at byte {offset}: {written} of {wanted} bytes written ({detail}); the target is full, failing or was removed")]
     ShortWrite {
@@ -139,9 +154,57 @@ pub enum FlashError {
     },
 }
 
+impl FlashError {
+    /// Whether trying the same write again can end otherwise. Errors of the
+    /// image itself (format, damage, size, hash) are deterministic: the
+    /// same bytes fail the same way, so a retry only wears the disk and
+    /// hides the cause. Errors of the target or of reading may pass.
+    pub fn retryable(&self) -> bool {
+        match self {
+            FlashError::Unsupported { .. }
+            | FlashError::Zip { .. }
+            | FlashError::Truncated { .. }
+            | FlashError::Corrupt { .. }
+            | FlashError::TrailingGarbage { .. }
+            | FlashError::TooLarge { .. }
+            | FlashError::WrongSize { .. }
+            | FlashError::DigestMismatch { .. } => false,
+            FlashError::Open { .. }
+            | FlashError::ShortWrite { .. }
+            | FlashError::Mismatch { .. }
+            | FlashError::Reread { .. }
+            | FlashError::Target { .. } => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_errors_are_not_retryable_target_errors_are() {
+        let corrupt = FlashError::Corrupt {
+            path: "i.gz".into(),
+            format: "gzip",
+            input_offset: 5,
+            output: 0,
+            detail: "bad".into(),
+        };
+        assert!(!corrupt.retryable());
+        let wrong = FlashError::WrongSize {
+            path: "i".into(),
+            expected: 1,
+            found: 2,
+        };
+        assert!(!wrong.retryable());
+        let target = FlashError::Target {
+            action: "writing to",
+            target: "/dev/sdz".into(),
+            source: io::Error::other("EIO"),
+        };
+        assert!(target.retryable());
+    }
 
     #[test]
     fn messages_name_the_input_and_what_to_do() {

@@ -18,7 +18,10 @@
 //!   through [`ioctl`], and [`reread`] makes the kernel see the new table;
 //! - [`engine`] holds the first MiB back until the rest is written and read
 //!   back, and reports [`progress`]; failures are [`error::FlashError`]s;
-//! - [`touched`] tells the caller whether a failed run wrote anything.
+//! - [`touched`] tells the caller whether a failed run wrote anything;
+//!   [`error::FlashError::retryable`] whether trying again can help;
+//! - [`expect`] holds the caller's decoded size and SHA-256 (stage 1's,
+//!   from the plan) and compares them with what was written.
 
 pub mod aligned;
 pub mod counting;
@@ -26,6 +29,7 @@ pub mod device;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod expect;
 pub mod extent;
 pub mod format;
 pub mod garbage;
