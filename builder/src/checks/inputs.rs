@@ -53,15 +53,9 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
         ImageInput::Local(Err(e)) => return CheckResult::new(n, Status::Fail, e.clone()),
         ImageInput::Local(Ok(i)) => i,
     };
+    // Damage, format, layout and balenaOS partitions were checked when the
+    // image was decoded to its end (inputs::image_check::inspect).
     let what = info.path.display();
-    if !info.is_balena() {
-        let found: Vec<&str> = info.partitions.iter().filter_map(|p| p.id()).collect();
-        return CheckResult::new(
-            n,
-            Status::Fail,
-            format!("{what} is not a balenaOS image: no resin-boot/resin-rootA/resin-data partitions (found {found:?})"),
-        );
-    }
     if info.flasher {
         return CheckResult::new(
             n,
@@ -105,10 +99,12 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
         n,
         Status::Pass,
         format!(
-            "{what}: balenaOS {} for {dt}{}, needs {} MiB",
+            "{what}: balenaOS {} for {dt}{}, needs {} MiB; decoded whole ({} bytes) in {:.1} s",
             info.os_version.as_deref().unwrap_or("?"),
             if known { "" } else { " (not in migrd's table)" },
-            info.required_bytes >> 20
+            info.required_bytes >> 20,
+            info.decoded_size,
+            info.check_secs
         ),
     )
 }

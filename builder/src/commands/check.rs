@@ -171,7 +171,6 @@ pub fn gather_request(a: &MigrateArgs) -> gather::Request {
         networks: a.network_selection(),
         no_keep_name: a.no_keep_name,
         change_dt_to: a.change_dt_to.clone(),
-        read_whole_image: false,
     }
 }
 

@@ -26,14 +26,13 @@ pub struct Request {
     pub no_keep_name: bool,
     /// `--change-dt-to`.
     pub change_dt_to: Option<String>,
-    /// Read the whole image (checks it to the end; slower).
-    pub read_whole_image: bool,
 }
 
 /// Where the image comes from.
 #[derive(Debug)]
 pub enum ImageInput {
-    /// `-i FILE`, inspected.
+    /// `-i FILE`, decoded to its end and validated
+    /// ([`image_check::inspect`]).
     Local(Result<ImageInfo, String>),
     /// To be downloaded: this version request.
     Download(String),
@@ -90,9 +89,7 @@ pub fn gather(facts: &Facts, req: &Request) -> Gathered {
             .map(|c| c.device_type.clone())
     });
     let image = match &req.image {
-        Some(p) => ImageInput::Local(
-            image_check::inspect(p, req.read_whole_image).map_err(|e| e.to_string()),
-        ),
+        Some(p) => ImageInput::Local(image_check::inspect(p).map_err(|e| e.to_string())),
         None => ImageInput::Download(req.version.clone()),
     };
     let networks =

@@ -17,7 +17,7 @@ pub enum FlashError {
         source: io::Error,
     },
     /// The image starts like a format this engine does not decode.
-    #[error("image {path} is {what}, which migrd cannot write; decompress it first (to raw .img, or recompress as .gz, .zst or .xz)")]
+    #[error("image {path} is {what} (by its magic at byte 0), which migrd cannot write; decompress it first (to raw .img, or recompress as .gz, .zst or .xz)")]
     Unsupported {
         /// The image.
         path: PathBuf,
@@ -31,6 +31,16 @@ pub enum FlashError {
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
+    },
+    /// The input is not a disk image that can be written as it is (empty,
+    /// no partition table, shorter than its own table); nothing was
+    /// written.
+    #[error("image {path}: {reason}")]
+    Refused {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong with it, with the byte offset, and what to do.
+        reason: String,
     },
     /// The compressed stream ended before it was complete.
     #[error("image {path} is truncated: the {format} stream ends early after {input_offset} input bytes ({output} bytes decoded); download it again")]
@@ -162,6 +172,7 @@ impl FlashError {
     pub fn retryable(&self) -> bool {
         match self {
             FlashError::Unsupported { .. }
+            | FlashError::Refused { .. }
             | FlashError::Zip { .. }
             | FlashError::Truncated { .. }
             | FlashError::Corrupt { .. }
