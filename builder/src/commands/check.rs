@@ -144,7 +144,7 @@ pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, results: Vec<CheckResult
             .map(|c| c.summary()),
         target_device_type: g.target_slug.clone(),
         image: match &g.image {
-            ImageInput::Local(Ok(i)) => Some(i.clone()),
+            ImageInput::Local(Ok(i)) => Some((**i).clone()),
             _ => None,
         },
         download_version: match &g.image {

@@ -33,7 +33,7 @@ pub struct Request {
 pub enum ImageInput {
     /// `-i FILE`, decoded to its end and validated
     /// ([`image_check::inspect`]).
-    Local(Result<ImageInfo, String>),
+    Local(Result<Box<ImageInfo>, String>),
     /// To be downloaded: this version request.
     Download(String),
 }
@@ -89,7 +89,11 @@ pub fn gather(facts: &Facts, req: &Request) -> Gathered {
             .map(|c| c.device_type.clone())
     });
     let image = match &req.image {
-        Some(p) => ImageInput::Local(image_check::inspect(p).map_err(|e| e.to_string())),
+        Some(p) => ImageInput::Local(
+            image_check::inspect(p)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+        ),
         None => ImageInput::Download(req.version.clone()),
     };
     let networks =

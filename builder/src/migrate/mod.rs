@@ -145,7 +145,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     // The image was decoded to its end and validated by the checks above
     // (-i) or by the download: nothing is armed for a damaged one.
     let checked = match &g.image {
-        ImageInput::Local(Ok(info)) => info.clone(),
+        ImageInput::Local(Ok(info)) => (**info).clone(),
         ImageInput::Local(Err(e)) => bail!("image: {e}"),
         ImageInput::Download(_) => {
             let opts = crate::balena_api::download::Options::default();
