@@ -104,11 +104,12 @@ fn a_good_image_passes_in_every_format_with_its_decode_time() {
         ("a.img.xz", xz(&raw)),
     ] {
         let p = write(d.path(), name, &bytes);
-        let (ok, out) = check(&p);
+        // The run as a whole may fail other checks of the fixture; the
+        // image line is what this test is about.
+        let (_, out) = check(&p);
         let line = image_line(&out);
         assert!(line.starts_with("PASS"), "{name}: {out}");
         assert!(line.contains("decoded whole (33554432 bytes) in"), "{line}");
-        let _ = ok;
     }
 }
 
@@ -294,7 +295,7 @@ fn build_refuses_a_damaged_image_before_reading_the_kernel_and_writes_nothing() 
                 "p.html.img.gz",
                 b"<html><body>login</body></html>",
             ),
-            vec!["decodes to only".into()],
+            vec!["HTML page".into(), "decoded byte 0".into()],
         ),
     ] {
         let out_dir = d.path().join("out");

@@ -39,6 +39,14 @@ fn allowed_arches(f: &Facts) -> Vec<&'static str> {
     }
 }
 
+/// How the whole-image validation went, for the report.
+fn decoded(info: &crate::inputs::image_check::ImageInfo) -> String {
+    format!(
+        "decoded whole ({} bytes) in {:.1} s",
+        info.decoded_size, info.check_secs
+    )
+}
+
 /// A local image is a balenaOS image for this device.
 pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
     let n = "image";
@@ -89,7 +97,10 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
             return CheckResult::new(
                 n,
                 Status::Warn,
-                format!("{what} is a '{img}' image, config.json says '{want}'"),
+                format!(
+                    "{what} is a '{img}' image, config.json says '{want}'; {}",
+                    decoded(info)
+                ),
             );
         }
     }
@@ -99,12 +110,11 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
         n,
         Status::Pass,
         format!(
-            "{what}: balenaOS {} for {dt}{}, needs {} MiB; decoded whole ({} bytes) in {:.1} s",
+            "{what}: balenaOS {} for {dt}{}, needs {} MiB; {}",
             info.os_version.as_deref().unwrap_or("?"),
             if known { "" } else { " (not in migrd's table)" },
             info.required_bytes >> 20,
-            info.decoded_size,
-            info.check_secs
+            decoded(info)
         ),
     )
 }

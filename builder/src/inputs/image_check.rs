@@ -369,12 +369,18 @@ fn fits(info: &ImageInfo, head: &[u8]) -> Result<(), String> {
 /// decoded bytes (when known); `None` when it is. Shared with
 /// `write-image`, which checks the head before its first write.
 pub fn head_problem(head: &[u8], size: Option<u64>) -> Option<String> {
+    if looks_like_html(head) {
+        return Some("no partition table: it is an HTML page (decoded byte 0 starts with '<'), not a disk image: a failed or redirected download? download the image again".into());
+    }
     if head.len() < 512 {
         let n = head.len();
         return Some(format!("decodes to only {n} bytes (ends at decoded byte {n}): too short for a disk image, whose partition table alone takes 512 bytes; download it again"));
     }
     if head[510] != 0x55 || head[511] != 0xaa {
-        return Some(not_a_disk(head));
+        return Some(format!(
+            "no partition table: no MBR signature at decoded bytes 510-511 (found {:02x} {:02x}, want 55 aa): not a disk image; download it again",
+            head[510], head[511]
+        ));
     }
     match (size, image_extent(head)) {
         (Some(size), Some((end, table))) if end > size => Some(format!("its {table} reaches byte {end} but the image decodes to only {size} bytes (it ends at decoded byte {size}): the file is cut short; download it again")),
@@ -382,18 +388,11 @@ pub fn head_problem(head: &[u8], size: Option<u64>) -> Option<String> {
     }
 }
 
-/// What a head that is no disk image looks like, for the message.
-fn not_a_disk(head: &[u8]) -> String {
+/// A web page where an image was expected (a failed download).
+fn looks_like_html(head: &[u8]) -> bool {
     let text = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_ascii_lowercase();
     let t = text.trim_start();
-    if t.starts_with('<') && (t.contains("<html") || t.contains("<!doctype")) {
-        return "no partition table: it is an HTML page (decoded byte 0 starts with '<'), not a disk image: a failed or redirected download? download the image again".into();
-    }
-    format!(
-        "no partition table: no MBR signature at decoded bytes 510-511 (found {:02x} {:02x}, want 55 aa): not a disk image; download it again",
-        head.get(510).copied().unwrap_or(0),
-        head.get(511).copied().unwrap_or(0)
-    )
+    t.starts_with('<') && (t.contains("<html") || t.contains("<!doctype"))
 }
 
 /// The layout, read forward from the decoded stream: partitions, labels,
