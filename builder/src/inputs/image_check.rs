@@ -570,3 +570,31 @@ fn read_boot(buf: Vec<u8>, info: &mut ImageInfo) {
     }
     info.boot_files = names;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mbr(end_sector: u32) -> Vec<u8> {
+        let mut h = vec![0u8; 4096];
+        h[446 + 4] = 0x83;
+        h[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+        h[446 + 12..446 + 16].copy_from_slice(&(end_sector - 1).to_le_bytes());
+        h[510] = 0x55;
+        h[511] = 0xaa;
+        h
+    }
+
+    /// Each head problem is named with its decoded offset; a table that fits
+    /// (or a size not known yet) is no problem.
+    #[test]
+    fn head_problems_name_the_offset() {
+        let p = |h: &[u8], s| head_problem(h, s).unwrap_or_default();
+        assert!(p(b"<!DOCTYPE html><html>", None).contains("HTML page"));
+        assert!(p(&[0u8; 100], None).contains("decoded byte 100"));
+        assert!(p(&[0u8; 4096], None).contains("decoded bytes 510-511 (found 00 00"));
+        assert_eq!(head_problem(&mbr(16), Some(8192)), None);
+        assert_eq!(head_problem(&mbr(16), None), None);
+        assert!(p(&mbr(16), Some(4096)).contains("reaches byte 8192"));
+    }
+}
