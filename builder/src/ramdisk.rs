@@ -4,6 +4,7 @@
 
 use crate::initramfs::writer::WrittenSegment;
 use crate::initramfs::{write_initramfs, Node, Segment, SegmentCompression, Source, Tree};
+use crate::inputs::image_check;
 use crate::kconfig::RamdiskCompression;
 use crate::kernel_source::KernelSource;
 use crate::kmod::{self, Closure};
@@ -11,8 +12,8 @@ use crate::payload;
 use anyhow::{bail, Context, Result};
 use migrd_init::arch::Arch;
 use migrd_init::plan::{
-    BootPlan, Compression, Deadlines, InjectTarget, Injection, LogSettings, PayloadFile,
-    PayloadRole, Placement, Plan, StatusLocation, TargetDisk, TestHooks, WatchdogPlan,
+    BootPlan, Compression, Deadlines, DecodedImage, InjectTarget, Injection, LogSettings,
+    PayloadFile, PayloadRole, Placement, Plan, StatusLocation, TargetDisk, TestHooks, WatchdogPlan,
     PLAN_VERSION,
 };
 use std::fs::File;
@@ -54,6 +55,10 @@ pub struct RamdiskSpec {
     pub extra_modules: Vec<kmod::Needed>,
     /// The balenaOS image.
     pub image: PathBuf,
+    /// Its validation ([`image_check::inspect`]), made by every caller that
+    /// ships a ramdisk: its decoded size and SHA-256 go into the plan for
+    /// stage 2, and its file hash spares a second read of the image.
+    pub image_check: Option<image_check::ImageInfo>,
     /// Other files carried to the new OS (config.json, network profiles,
     /// backup).
     pub files: Vec<CarriedFile>,
@@ -192,6 +197,21 @@ fn payload_name(c: Compression) -> String {
 
 /// Build the ramdisk into `out_dir` (`initramfs.img`, `plan.json`,
 /// `cmdline.txt`). The initramfs is written to a temporary name and renamed,
+/// Size, hash and compression of the image file: from its validation when
+/// that hashed the file in the same read, else read again.
+fn image_facts(spec: &RamdiskSpec) -> Result<payload::FileFacts> {
+    if let Some(i) = &spec.image_check {
+        if let (true, Some(sha256)) = (i.path == spec.image, &i.file_sha256) {
+            return Ok(payload::FileFacts {
+                size: i.file_size,
+                sha256: sha256.clone(),
+                compression: i.compression,
+            });
+        }
+    }
+    payload::facts(&spec.image).with_context(|| format!("image {}", spec.image.display()))
+}
+
 /// so a failed build never leaves a half file under the final name.
 pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
     let small = choose_compression(spec)?;
@@ -246,8 +266,7 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
 
     let mut stored = Tree::new();
     let mut files = Vec::new();
-    let img =
-        payload::facts(&spec.image).with_context(|| format!("image {}", spec.image.display()))?;
+    let img = image_facts(spec)?;
     if img.size == 0 {
         bail!("image {} is empty", spec.image.display());
     }
@@ -333,6 +352,10 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         watchdog: spec.watchdog.clone(),
         deadlines: Deadlines::for_target_wait(spec.target.wait_secs),
         test: spec.test.clone(),
+        image_decoded: spec.image_check.as_ref().map(|i| DecodedImage {
+            size: i.decoded_size,
+            sha256: i.decoded_sha256.clone(),
+        }),
     };
     plan.validate()?;
     let plan_json = plan.to_json()?;
@@ -452,6 +475,7 @@ mod tests {
             compression: None,
             extra_modules: vec![],
             image,
+            image_check: None,
             files: vec![CarriedFile::config_json(&config).unwrap()],
             target: TargetDisk {
                 serial: Some("S1".into()),

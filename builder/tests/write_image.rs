@@ -243,3 +243,116 @@ fn a_missing_image_or_device_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/migrd-no-such-disk"));
 }
+
+/// Run a write-image that must be refused before the target is opened:
+/// non-zero exit, the message names the image and holds every needle, and
+/// the target file was neither created nor changed.
+fn refused_untouched(image: &[u8], name: &str, extra: &[&str], needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, image).unwrap();
+    let fresh = dir.path().join("new-disk.img");
+    let old = dir.path().join("old-disk.img");
+    std::fs::write(&old, vec![OLD; 2 * MIB]).unwrap();
+    for t in [&fresh, &old] {
+        let mut a = vec!["write-image", s(&p), "--to", s(t), "--json"];
+        a.extend_from_slice(extra);
+        let out = migrd(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: succeeded");
+        assert!(err.contains(s(&p)), "{name}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{n:?} not in: {err}");
+        }
+        assert!(err.contains("nothing was written"), "{err}");
+    }
+    assert!(!fresh.exists(), "{name}: target created");
+    assert!(std::fs::read(&old).unwrap().iter().all(|&b| b == OLD));
+}
+
+#[test]
+fn empty_html_and_table_less_input_is_refused_before_the_target_is_opened() {
+    refused_untouched(b"", "empty.img", &[], &["is empty", "byte 0"]);
+    let mut page = b"<!DOCTYPE html><html><body>Sign in</body></html>".to_vec();
+    page.resize(2048, b'\n');
+    refused_untouched(
+        &page,
+        "balena.img.gz",
+        &[],
+        &["HTML page", "decoded byte 0"],
+    );
+    refused_untouched(
+        &gz(&vec![7u8; 8192]),
+        "blob.gz",
+        &[],
+        &["no partition table", "decoded bytes 510-511"],
+    );
+    refused_untouched(
+        &vec![7u8; 8192],
+        "blob.img",
+        &[],
+        &["no partition table", "--force"],
+    );
+    refused_untouched(b"BZh91AY&SY0000", "x.img.bz2", &[], &["bzip2", "byte 0"]);
+}
+
+#[test]
+fn raw_input_shorter_than_its_own_table_is_refused_even_with_force() {
+    let img = disk_image(4 * MIB);
+    let short = &img[..3 * MIB];
+    for extra in [&[][..], &["--force"][..]] {
+        refused_untouched(
+            short,
+            "short.img",
+            extra,
+            &["reaches byte 4194304", "decodes to only 3145728 bytes"],
+        );
+    }
+}
+
+#[test]
+fn force_writes_a_raw_file_without_a_table() {
+    let blob = vec![7u8; 8192];
+    let c = case(&blob, None);
+    let out = migrd(&[
+        "write-image",
+        s(&c.image),
+        "--to",
+        s(&c.target),
+        "--json",
+        "--force",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&c.target).unwrap(), blob);
+}
+
+#[test]
+fn check_first_refuses_a_damaged_compressed_image_with_the_target_untouched() {
+    let img = disk_image(4 * MIB);
+    let z = gz(&img);
+    let cut = z.len() * 2 / 3;
+    refused_untouched(
+        &z[..cut],
+        "t.img.gz",
+        &["--check-first"],
+        &["is truncated", &format!("after {cut} input bytes")],
+    );
+    let c = case(&z, None);
+    let out = migrd(&[
+        "write-image",
+        s(&c.image),
+        "--to",
+        s(&c.target),
+        "--check-first",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&c.target).unwrap(), img);
+}

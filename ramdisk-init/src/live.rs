@@ -2,11 +2,12 @@
 //! loading with `finit_module`, power control.
 
 use crate::efi::table::TablePart;
+use crate::flash::expect::Expected;
 use crate::flash::reread_later::RereadLater;
 use crate::flash::touched::Touched;
 use crate::flash::{self, Device, FileDevice, OpenMode};
 use crate::fsprobe::{self, FsInfo};
-use crate::plan::{WatchdogPlan, PLAN_PATH};
+use crate::plan::{DecodedImage, WatchdogPlan, PLAN_PATH};
 use crate::system::{
     ArmedWatchdog, FlashFailure, FlashProgress, Flashed, ModuleLoad, System, TargetGeometry,
 };
@@ -207,16 +208,18 @@ impl System for LiveSystem {
     fn flash(
         &mut self,
         image: &Path,
+        expected: Option<&DecodedImage>,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
     ) -> Result<Flashed, FlashFailure> {
-        let untouched = |e: flash::FlashError| FlashFailure {
+        let expected = Expected::from_plan(expected);
+        let failed = |e: flash::FlashError, wrote: bool| FlashFailure {
             reason: e.to_string(),
-            wrote: false,
-            retry: !e.is_input_fault(),
+            wrote,
+            retry: e.retryable(),
         };
-        let mut dev = open_disk(disk).map_err(untouched)?;
-        let opts = flash::Options::default();
+        let mut dev = open_disk(disk).map_err(|e| failed(e, false))?;
+        let opts = expected.options(flash::Options::default());
         let mut cb = |p: &flash::Progress| {
             progress(FlashProgress {
                 written: p.bytes,
@@ -225,12 +228,13 @@ impl System for LiveSystem {
         };
         let mut later = RereadLater::new(&mut dev);
         let mut watched = Touched::new(&mut later);
-        let r =
-            flash::write_image(image, &mut watched, &opts, &mut cb).map_err(|e| FlashFailure {
-                reason: e.to_string(),
-                wrote: watched.wrote(),
-                retry: !e.is_input_fault(),
-            })?;
+        let r = match flash::write_image(image, &mut watched, &opts, &mut cb) {
+            Ok(r) => r,
+            Err(e) => return Err(failed(e, watched.wrote())),
+        };
+        // A hash that differs after a verified write: the disk holds the
+        // whole stream, just not the one stage 1 checked.
+        expected.check(image, &r).map_err(|e| failed(e, true))?;
         Ok(Flashed {
             bytes: r.bytes,
             sha256: r.sha256,

@@ -62,6 +62,22 @@ pub struct Plan {
     /// Hooks for the lab only; a production plan leaves them empty.
     #[serde(default, skip_serializing_if = "TestHooks::is_empty")]
     pub test: TestHooks,
+    /// What stage 1 learnt decoding the whole image: stage 2 flashes with
+    /// this size as the expected one and compares the hash of what it
+    /// wrote. Absent in plans from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_decoded: Option<DecodedImage>,
+}
+
+/// The decoded (raw disk) image as stage 1 validated it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodedImage {
+    /// Decoded size in bytes.
+    pub size: u64,
+    /// SHA-256 of the decoded bytes, lowercase hex (as `sha256sum` of the
+    /// raw image, and as the flash engine reports what it wrote).
+    pub sha256: String,
 }
 
 /// Longest `target.wait_secs` a plan may ask for (10 minutes): a ramdisk
@@ -594,6 +610,14 @@ impl Plan {
                 "more than one image in the payload".into(),
             ));
         }
+        if let Some(d) = &self.image_decoded {
+            if d.sha256.len() != 64 || !d.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(PlanError::Invalid(format!(
+                    "image_decoded has a malformed sha256 '{}'",
+                    d.sha256
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -640,6 +664,7 @@ pub(crate) mod tests_support {
             watchdog: WatchdogPlan::default(),
             deadlines: Deadlines::default(),
             test: TestHooks::default(),
+            image_decoded: None,
         }
     }
 }
@@ -654,6 +679,26 @@ mod tests {
         let p = sample();
         let back = Plan::from_json(&p.to_json()?)?;
         assert_eq!(p, back);
+        Ok(())
+    }
+
+    /// Plans written before `image_decoded` existed still parse; new ones
+    /// carry it through JSON, and a malformed hash in it is refused.
+    #[test]
+    fn image_decoded_is_optional_and_round_trips() -> Result<(), PlanError> {
+        let old = sample().to_json()?;
+        assert!(!old.contains("image_decoded"));
+        assert_eq!(Plan::from_json(&old)?.image_decoded, None);
+        let mut p = sample();
+        p.image_decoded = Some(DecodedImage {
+            size: 4096,
+            sha256: "ab".repeat(32),
+        });
+        assert_eq!(Plan::from_json(&p.to_json()?)?, p);
+        if let Some(d) = &mut p.image_decoded {
+            d.sha256 = "zz".into();
+        }
+        assert!(Plan::from_json(&p.to_json()?).is_err());
         Ok(())
     }
 

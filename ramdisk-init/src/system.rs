@@ -4,7 +4,7 @@
 
 use crate::efi::table::TablePart;
 use crate::fsprobe::FsInfo;
-use crate::plan::WatchdogPlan;
+use crate::plan::{DecodedImage, WatchdogPlan};
 use crate::target::Disk;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -105,11 +105,13 @@ pub trait System {
     /// I/O) and read its size and sector size; writes nothing.
     fn open_target(&mut self, disk: &str) -> Result<TargetGeometry, String>;
     /// Write an image to a whole disk with the flash engine and read it
-    /// back; leaves the partition table re-read to
+    /// back, checking it decodes to `expected` (stage 1's size and SHA-256,
+    /// when the plan has them); leaves the partition table re-read to
     /// [`System::reread_partitions`].
     fn flash(
         &mut self,
         image: &Path,
+        expected: Option<&DecodedImage>,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
     ) -> Result<Flashed, FlashFailure>;

@@ -28,11 +28,11 @@ fn fresh_synthetic_image_boots_and_reports_its_layout() -> Result<()> {
         std::fs::metadata(&img.gz)?.len()
     );
     // migrd itself takes it for a balenaOS image of the lab's device type.
-    let info = migrd::inputs::image_check::inspect(&img.gz, true)?;
+    let info = migrd::inputs::image_check::inspect(&img.gz)?;
     ensure!(info.is_balena() && !info.flasher, "{info:?}");
     ensure!(info.device_type.as_deref() == Some(balena::DEVICE_TYPE));
     ensure!(info.os_version.as_deref() == Some(balena::OS_VERSION));
-    ensure!(info.table == "mbr" && info.uncompressed_size == Some(balena::DISK_MIB << 20));
+    ensure!(info.table == "mbr" && info.decoded_size == balena::DISK_MIB << 20);
     let ids: Vec<(u32, Option<&str>)> = info.partitions.iter().map(|p| (p.index, p.id())).collect();
     let want: Vec<(u32, Option<&str>)> = balena::LAYOUT
         .iter()

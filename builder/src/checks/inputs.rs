@@ -39,6 +39,14 @@ fn allowed_arches(f: &Facts) -> Vec<&'static str> {
     }
 }
 
+/// How the whole-image validation went, for the report.
+fn decoded(info: &crate::inputs::image_check::ImageInfo) -> String {
+    format!(
+        "decoded whole ({} bytes) in {:.1} s",
+        info.decoded_size, info.check_secs
+    )
+}
+
 /// A local image is a balenaOS image for this device.
 pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
     let n = "image";
@@ -53,15 +61,9 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
         ImageInput::Local(Err(e)) => return CheckResult::new(n, Status::Fail, e.clone()),
         ImageInput::Local(Ok(i)) => i,
     };
+    // Damage, format, layout and balenaOS partitions were checked when the
+    // image was decoded to its end (inputs::image_check::inspect).
     let what = info.path.display();
-    if !info.is_balena() {
-        let found: Vec<&str> = info.partitions.iter().filter_map(|p| p.id()).collect();
-        return CheckResult::new(
-            n,
-            Status::Fail,
-            format!("{what} is not a balenaOS image: no resin-boot/resin-rootA/resin-data partitions (found {found:?})"),
-        );
-    }
     if info.flasher {
         return CheckResult::new(
             n,
@@ -95,7 +97,10 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
             return CheckResult::new(
                 n,
                 Status::Warn,
-                format!("{what} is a '{img}' image, config.json says '{want}'"),
+                format!(
+                    "{what} is a '{img}' image, config.json says '{want}'; {}",
+                    decoded(info)
+                ),
             );
         }
     }
@@ -105,10 +110,11 @@ pub fn image(f: &Facts, g: &Gathered, o: &Options) -> CheckResult {
         n,
         Status::Pass,
         format!(
-            "{what}: balenaOS {} for {dt}{}, needs {} MiB",
+            "{what}: balenaOS {} for {dt}{}, needs {} MiB; {}",
             info.os_version.as_deref().unwrap_or("?"),
             if known { "" } else { " (not in migrd's table)" },
-            info.required_bytes >> 20
+            info.required_bytes >> 20,
+            decoded(info)
         ),
     )
 }

@@ -5,6 +5,7 @@
 use crate::elf_check;
 use crate::init_binary;
 use crate::initramfs::SegmentCompression;
+use crate::inputs::image_check;
 use crate::kernel_source::KernelSource;
 use crate::kmod::Needed;
 use crate::ramdisk::{self, RamdiskSpec};
@@ -171,6 +172,17 @@ pub fn run(a: BuildArgs) -> Result<()> {
         None => init_binary::locate(a.arch)?,
     };
     let init = elf_check::check_init_file(&init_path, a.arch)?;
+    // The same whole-image validation as `check` and `migrate`, before the
+    // kernel and its modules are read.
+    let checked = image_check::inspect(&a.image)?;
+    eprintln!(
+        "image {}: decoded {} bytes ({:?}) in {:.1} s, partitions fit, balenaOS {}",
+        checked.path.display(),
+        checked.decoded_size,
+        checked.compression,
+        checked.check_secs,
+        checked.os_version.as_deref().unwrap_or("?")
+    );
     let kernel = KernelSource::resolve(
         a.kernel_release.as_deref(),
         a.modules_dir.as_deref(),
@@ -189,6 +201,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         compression,
         extra_modules: needed_modules(&a)?,
         image: a.image.clone(),
+        image_check: Some(checked),
         files: match &a.config {
             Some(c) => vec![ramdisk::CarriedFile::config_json(c)?],
             None => vec![],

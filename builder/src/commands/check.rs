@@ -144,7 +144,7 @@ pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, results: Vec<CheckResult
             .map(|c| c.summary()),
         target_device_type: g.target_slug.clone(),
         image: match &g.image {
-            ImageInput::Local(Ok(i)) => Some(i.clone()),
+            ImageInput::Local(Ok(i)) => Some((**i).clone()),
             _ => None,
         },
         download_version: match &g.image {
@@ -171,7 +171,6 @@ pub fn gather_request(a: &MigrateArgs) -> gather::Request {
         networks: a.network_selection(),
         no_keep_name: a.no_keep_name,
         change_dt_to: a.change_dt_to.clone(),
-        read_whole_image: false,
     }
 }
 

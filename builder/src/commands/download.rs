@@ -4,11 +4,10 @@
 use super::migrate_args::MigrateArgs;
 use crate::balena_api::{download, versions, Client};
 use crate::inputs::config_json::ConfigJson;
-use crate::inputs::image_check;
+use crate::inputs::image_check::{self, ImageInfo};
 use crate::probe::device_types;
 use anyhow::Context;
 use clap::Args;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `migrd download`.
@@ -19,8 +18,8 @@ pub struct DownloadArgs {
     pub migrate: MigrateArgs,
 }
 
-/// Download the image the arguments ask for; returns its path.
-pub fn download_image(a: &MigrateArgs, opts: &download::Options) -> anyhow::Result<PathBuf> {
+/// Download the image the arguments ask for; returns it validated.
+pub fn download_image(a: &MigrateArgs, opts: &download::Options) -> anyhow::Result<ImageInfo> {
     let path = a.config.as_ref().context(
         "downloading needs the fleet's config.json (-c) for the API endpoint, key and device type",
     )?;
@@ -57,7 +56,7 @@ pub fn download_image(a: &MigrateArgs, opts: &download::Options) -> anyhow::Resu
         raw,
     };
     let file = download::download(&client, &req, &a.work_dir, opts)?;
-    let info = image_check::inspect(&file, true)
+    let info = image_check::inspect(&file)
         .with_context(|| format!("checking the downloaded {}", file.display()))?;
     if !info.is_balena() || info.flasher {
         anyhow::bail!(
@@ -66,7 +65,7 @@ pub fn download_image(a: &MigrateArgs, opts: &download::Options) -> anyhow::Resu
             info.partitions.iter().filter_map(|p| p.id()).collect::<Vec<_>>()
         );
     }
-    Ok(file)
+    Ok(info)
 }
 
 /// Run `migrd download`.
@@ -79,7 +78,7 @@ pub fn run(a: DownloadArgs) -> anyhow::Result<()> {
         progress: !a.migrate.json,
         ..download::Options::default()
     };
-    let file = download_image(&a.migrate, &opts)?;
+    let file = download_image(&a.migrate, &opts)?.path;
     if a.migrate.json {
         println!("{}", serde_json::json!({ "image": file }));
     } else {

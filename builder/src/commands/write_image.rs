@@ -3,13 +3,17 @@
 //! on a terminal; JSON progress events (one object per line, on stdout)
 //! otherwise or with `--json`.
 
+use crate::inputs::image_check;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use migrd_init::flash::extent::image_extent;
 use migrd_init::flash::{self, FileDevice, OpenMode, Phase, Progress, Report};
 use serde_json::json;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Arguments of `migrd write-image`.
@@ -34,6 +38,15 @@ pub struct WriteImageArgs {
     /// benchmarks.
     #[arg(long, hide = true)]
     pub pure_rust_decoders: bool,
+    /// Write a raw file that has no partition table (a filesystem image, a
+    /// blob); without it such input is refused as not a disk image.
+    #[arg(long)]
+    pub force: bool,
+    /// Decode the whole image once before writing anything, so a damaged
+    /// compressed image is refused with the target untouched (reads the
+    /// image twice).
+    #[arg(long)]
+    pub check_first: bool,
 }
 
 /// Minimum time between two JSON progress events.
@@ -210,9 +223,116 @@ impl Reporter {
     }
 }
 
+/// Refuse, before the target is opened (or created), input that cannot be a
+/// good disk image from what its head tells: empty, an unsupported format,
+/// no partition table in the first decoded MiB (unless `--force` on a raw
+/// file), or a raw file (or stored zip entry) shorter than its own table.
+/// The same head rule as `check` ([`image_check::head_problem`]).
+fn precheck(args: &WriteImageArgs) -> Result<(), flash::FlashError> {
+    let info = flash::source::inspect(&args.image)?;
+    let format = info.inner.as_ref().map_or(info.format, |i| i.0);
+    if info.input_len == 0 {
+        return Err(refused(
+            &args.image,
+            "is empty (0 bytes at byte 0): nothing to write",
+        ));
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let decoders = flash::source::Decoders::best();
+    let read_head = |r: &mut dyn Read| {
+        let mut head = Vec::new();
+        r.take(flash::engine::HEAD as u64)
+            .read_to_end(&mut head)
+            .map(|_| head)
+    };
+    let head =
+        flash::source::with_decoded(&args.image, &info, decoders, counter.clone(), read_head)?
+            .map_err(|e| {
+                let at = counter.load(Ordering::Relaxed);
+                flash::source::decode_error(&args.image, format, e, at, 0)
+            })?;
+    let exact = info.hint.and_then(|h| h.exact());
+    let Some(problem) = image_check::head_problem(&head, exact) else {
+        return Ok(());
+    };
+    let no_table = head.len() >= 512 && image_extent(&head).is_none();
+    if no_table && args.force && format == flash::Format::Raw {
+        eprintln!(
+            "warning: {}: {problem}; writing it anyway (--force)",
+            args.image.display()
+        );
+        return Ok(());
+    }
+    let hint = if no_table && format == flash::Format::Raw {
+        "; pass --force to write a raw file without a partition table"
+    } else {
+        ""
+    };
+    Err(refused(&args.image, &format!("{problem}{hint}")))
+}
+
+/// Decode the whole image to nowhere (`--check-first`).
+fn decode_all(image: &Path) -> Result<u64, flash::FlashError> {
+    let info = flash::source::inspect(image)?;
+    let format = info.inner.as_ref().map_or(info.format, |i| i.0);
+    let counter = Arc::new(AtomicU64::new(0));
+    let decoders = flash::source::Decoders::best();
+    let mut out = 0u64;
+    let r = flash::source::with_decoded(image, &info, decoders, counter.clone(), |r| {
+        let mut sink = CountingSink(&mut out);
+        std::io::copy(r, &mut sink)
+    })?;
+    r.map_err(|e| {
+        flash::source::decode_error(image, format, e, counter.load(Ordering::Relaxed), out)
+    })
+}
+
+/// Counts bytes written into it.
+struct CountingSink<'a>(&'a mut u64);
+
+impl Write for CountingSink<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        *self.0 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Input refused before anything was written.
+fn refused(image: &Path, reason: &str) -> flash::FlashError {
+    flash::FlashError::Refused {
+        path: image.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
 /// Write the image.
 pub fn run(args: WriteImageArgs) -> anyhow::Result<()> {
     refuse_mounted(&args.to)?;
+    precheck(&args).with_context(|| {
+        format!(
+            "not writing {} to {}: nothing was written",
+            args.image.display(),
+            args.to.display()
+        )
+    })?;
+    if args.check_first {
+        let t = Instant::now();
+        let n = decode_all(&args.image).with_context(|| {
+            format!(
+                "not writing {} to {}: nothing was written",
+                args.image.display(),
+                args.to.display()
+            )
+        })?;
+        eprintln!(
+            "{}: decoded whole ({n} bytes) in {:.1} s",
+            args.image.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     let mut reporter = Reporter::new(args.json);
     let json_mode = matches!(reporter, Reporter::Json { .. });
     let started = Instant::now();

@@ -26,15 +26,14 @@ pub struct Request {
     pub no_keep_name: bool,
     /// `--change-dt-to`.
     pub change_dt_to: Option<String>,
-    /// Read the whole image (checks it to the end; slower).
-    pub read_whole_image: bool,
 }
 
 /// Where the image comes from.
 #[derive(Debug)]
 pub enum ImageInput {
-    /// `-i FILE`, inspected.
-    Local(Result<ImageInfo, String>),
+    /// `-i FILE`, decoded to its end and validated
+    /// ([`image_check::inspect`]).
+    Local(Result<Box<ImageInfo>, String>),
     /// To be downloaded: this version request.
     Download(String),
 }
@@ -91,7 +90,9 @@ pub fn gather(facts: &Facts, req: &Request) -> Gathered {
     });
     let image = match &req.image {
         Some(p) => ImageInput::Local(
-            image_check::inspect(p, req.read_whole_image).map_err(|e| e.to_string()),
+            image_check::inspect(p)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
         ),
         None => ImageInput::Download(req.version.clone()),
     };

@@ -1,17 +1,33 @@
-//! Is this file a balenaOS image, for which device type and architecture?
+//! Is this file a whole, undamaged balenaOS image, for which device type
+//! and architecture? The one validation `check`, `migrate`, `build`,
+//! `download` and `write-image` share.
 //!
-//! The image is read once, forward only, through its decompressor: the
+//! The image is decoded once, to its end, forward only, with the flash
+//! engine's own decoders ([`super::image_decode`]): a truncated, corrupt
+//! (CRC/checksum) or padded-with-garbage file, or one in a format stage 2
+//! cannot write, is refused here, before anything is armed. On the way the
 //! partition table (MBR with logical partitions, or GPT), each partition's
-//! filesystem label, and the boot partition's files — `device-type.json`
+//! filesystem label and the boot partition's files — `device-type.json`
 //! (slug and arch), `os-release` (version) and the image flag file
-//! (`balena-image` or `balena-image-flasher`). takeover used `-i` images
+//! (`balena-image` or `balena-image-flasher`) — are read; then the table
+//! must fit the decoded size and hold balenaOS's partitions. The decoded
+//! size and SHA-256 go into the plan for stage 2. takeover used `-i` images
 //! unchecked.
 
-use super::image_reader;
+use super::image_decode::{self, Hashing, InputHash, Tee};
+use migrd_init::flash::extent::image_extent;
+use migrd_init::flash::source::{self, Decoders};
+use migrd_init::flash::{FlashError, Format};
 use migrd_init::plan::Compression;
 use serde::Serialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Decoded bytes kept from the start of the image (partition tables).
+const HEAD: usize = 1 << 20;
 
 /// Largest boot partition read into memory to list its files.
 const BOOT_CAP: u64 = 256 << 20;
@@ -66,9 +82,18 @@ pub struct ImageInfo {
     pub os_version: Option<String>,
     /// Files at the boot partition's root.
     pub boot_files: Vec<String>,
-    /// Uncompressed size, when the whole image was read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uncompressed_size: Option<u64>,
+    /// Size of the file.
+    pub file_size: u64,
+    /// SHA-256 of the file's bytes, when they were hashed in the same read
+    /// as the decoding (not for zip, whose directory is read first).
+    pub file_sha256: Option<String>,
+    /// Decoded (raw disk image) size.
+    pub decoded_size: u64,
+    /// SHA-256 of the decoded bytes (as the flash engine hashes what it
+    /// writes).
+    pub decoded_sha256: String,
+    /// Seconds the whole decode and check took.
+    pub check_secs: f64,
 }
 
 impl ImageInfo {
@@ -81,23 +106,43 @@ impl ImageInfo {
     }
 }
 
-/// Why an image could not be read.
+/// Why an image is refused.
 #[derive(Debug, thiserror::Error)]
-#[error("image {path}: {reason}")]
-pub struct ImageError {
-    /// The file.
-    pub path: PathBuf,
-    /// What went wrong.
-    pub reason: String,
+pub enum ImageError {
+    /// It cannot be read or decoded to its end (unsupported format,
+    /// truncated, corrupt, trailing garbage), as the flash engine says.
+    #[error("{0}")]
+    Decode(FlashError),
+    /// It decodes, but is not a balenaOS disk image that fits itself.
+    #[error("image {path}: {reason}")]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the byte offset, and what to do.
+        reason: String,
+    },
 }
 
-/// A forward-only reader that can skip to an offset.
-struct Forward {
-    inner: Box<dyn Read>,
+/// A forward-only reader that can skip to an offset; the first [`HEAD`]
+/// bytes are kept and can be read again.
+struct Forward<'a> {
+    inner: &'a mut dyn Read,
     pos: u64,
+    head: Vec<u8>,
 }
 
-impl Forward {
+impl<'a> Forward<'a> {
+    /// Start, reading the head.
+    fn new(inner: &'a mut dyn Read) -> std::io::Result<Self> {
+        let mut head = Vec::new();
+        (&mut *inner).take(HEAD as u64).read_to_end(&mut head)?;
+        Ok(Forward {
+            inner,
+            pos: head.len() as u64,
+            head,
+        })
+    }
+
     fn skip_to(&mut self, off: u64) -> std::io::Result<()> {
         if off < self.pos {
             return Err(std::io::Error::other(format!(
@@ -113,23 +158,39 @@ impl Forward {
         if self.pos < off {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("image ends at {} before offset {off}", self.pos),
+                format!(
+                    "the image ends at decoded byte {}, before byte {off}: the file is cut short; download it again",
+                    self.pos
+                ),
             ));
         }
         Ok(())
     }
 
     fn read_at(&mut self, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        self.skip_to(off)?;
-        let mut b = vec![0u8; len];
-        self.inner.read_exact(&mut b)?;
-        self.pos += len as u64;
+        let end = off.saturating_add(len as u64);
+        if end <= self.head.len() as u64 {
+            return Ok(self.head[off as usize..end as usize].to_vec());
+        }
+        let mut b = Vec::with_capacity(len);
+        if off < self.head.len() as u64 && self.pos == self.head.len() as u64 {
+            b.extend_from_slice(&self.head[off as usize..]);
+        } else {
+            self.skip_to(off)?;
+        }
+        let want = (len - b.len()) as u64;
+        let got = (&mut *self.inner).take(want).read_to_end(&mut b)? as u64;
+        self.pos += got;
+        if got < want {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the image ends at decoded byte {}, before byte {end}: the file is cut short; download it again",
+                    self.pos
+                ),
+            ));
+        }
         Ok(b)
-    }
-
-    fn drain(&mut self) -> std::io::Result<u64> {
-        self.pos += std::io::copy(&mut self.inner, &mut std::io::sink())?;
-        Ok(self.pos)
     }
 }
 
@@ -219,29 +280,138 @@ fn is_extended(t: u8) -> bool {
     matches!(t, 0x05 | 0x0f | 0x85)
 }
 
-/// Inspect an image. With `read_all`, the whole stream is read (checks the
-/// compressed data to its end and gives the uncompressed size).
-pub fn inspect(path: &Path, read_all: bool) -> Result<ImageInfo, ImageError> {
-    let err = |reason: String| ImageError {
-        path: path.into(),
-        reason,
-    };
-    let (compression, r) =
-        image_reader::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-    let mut f = Forward { inner: r, pos: 0 };
-    let s0 = f
-        .read_at(0, 512)
-        .map_err(|e| err(format!("too short for a disk image: {e}")))?;
-    if s0[510] != 0x55 || s0[511] != 0xaa {
-        return Err(err(
-            "no partition table (no MBR signature): not a disk image".into(),
+/// Decode `path` to its end with the flash engine's decoders and refuse it
+/// unless it is a whole balenaOS disk image: see the module documentation.
+pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
+    let started = Instant::now();
+    let flash_info = source::inspect(path).map_err(ImageError::Decode)?;
+    if flash_info.input_len == 0 {
+        return Err(layout_error(
+            path,
+            "is empty (0 bytes at byte 0): not a disk image; download it again".into(),
         ));
     }
+    let format = flash_info.inner.as_ref().map_or(flash_info.format, |i| i.0);
+    let file = std::fs::File::open(path).map_err(|source| {
+        ImageError::Decode(FlashError::Open {
+            path: path.into(),
+            source,
+        })
+    })?;
+    let hashed = InputHash::new();
+    let consumed = Arc::new(AtomicU64::new(0));
+    let bar = image_decode::bar(path, flash_info.input_len);
+    let input = Hashing::new(file, hashed.clone());
+    let (layout, decoded) = source::with_decoded_from(
+        path,
+        input,
+        &flash_info,
+        Decoders::best(),
+        consumed.clone(),
+        |r| {
+            let mut tee = Tee::new(r, consumed, bar);
+            let layout = Forward::new(&mut tee)
+                .map_err(|e| e.to_string())
+                .and_then(|mut f| read_layout(path, compression_of(&flash_info), &mut f));
+            tee.drain();
+            (layout, tee.finish())
+        },
+    )
+    .map_err(ImageError::Decode)?;
+    let (size, sha256) = decoded.map_err(|f| ImageError::Decode(f.named(path, format)))?;
+    let (mut info, head) = layout.map_err(|reason| layout_error(path, reason))?;
+    info.file_size = flash_info.input_len;
+    info.file_sha256 = InputHash::finish_shared(hashed, flash_info.input_len);
+    info.decoded_size = size;
+    info.decoded_sha256 = sha256;
+    fits(&info, &head).map_err(|reason| layout_error(path, reason))?;
+    info.check_secs = started.elapsed().as_secs_f64();
+    Ok(info)
+}
+
+fn layout_error(path: &Path, reason: String) -> ImageError {
+    ImageError::Layout {
+        path: path.into(),
+        reason,
+    }
+}
+
+/// The plan's name for the outer container.
+fn compression_of(info: &source::ImageInfo) -> Compression {
+    match info.format {
+        Format::Gzip => Compression::Gzip,
+        Format::Zstd => Compression::Zstd,
+        Format::Xz => Compression::Xz,
+        Format::Zip => Compression::Zip,
+        Format::Raw => Compression::None,
+    }
+}
+
+/// Does the decoded image hold its own partition table, and balenaOS's
+/// partitions?
+fn fits(info: &ImageInfo, head: &[u8]) -> Result<(), String> {
+    let size = info.decoded_size;
+    if let Some(problem) = head_problem(head, Some(size)) {
+        return Err(problem);
+    }
+    if let Some(p) = info.partitions.iter().find(|p| p.start + p.size > size) {
+        return Err(format!("partition {} ({}) spans bytes {}..{} but the image decodes to only {size} bytes (it ends at decoded byte {size}): the file is cut short; download it again", p.index, p.id().unwrap_or("no label"), p.start, p.start + p.size));
+    }
+    if !info.is_balena() {
+        let found: Vec<&str> = info.partitions.iter().filter_map(|p| p.id()).collect();
+        return Err(format!("is not a balenaOS image: the {} partition table at decoded byte 0 has no resin-boot/resin-rootA/resin-data partitions (found {found:?}); use a balenaOS image from the balena dashboard", info.table.to_uppercase()));
+    }
+    Ok(())
+}
+
+/// Why `head` (the first decoded MiB, or the whole image when shorter) is
+/// not the start of a disk image whose partition table fits in `size`
+/// decoded bytes (when known); `None` when it is. Shared with
+/// `write-image`, which checks the head before its first write.
+pub fn head_problem(head: &[u8], size: Option<u64>) -> Option<String> {
+    if looks_like_html(head) {
+        return Some("no partition table: it is an HTML page (decoded byte 0 starts with '<'), not a disk image: a failed or redirected download? download the image again".into());
+    }
+    if head.len() < 512 {
+        let n = head.len();
+        return Some(format!("decodes to only {n} bytes (ends at decoded byte {n}): too short for a disk image, whose partition table alone takes 512 bytes; download it again"));
+    }
+    if head[510] != 0x55 || head[511] != 0xaa {
+        return Some(format!(
+            "no partition table: no MBR signature at decoded bytes 510-511 (found {:02x} {:02x}, want 55 aa): not a disk image; download it again",
+            head[510], head[511]
+        ));
+    }
+    match (size, image_extent(head)) {
+        (Some(size), Some((end, table))) if end > size => Some(format!("its {table} reaches byte {end} but the image decodes to only {size} bytes (it ends at decoded byte {size}): the file is cut short; download it again")),
+        _ => None,
+    }
+}
+
+/// A web page where an image was expected (a failed download).
+fn looks_like_html(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_ascii_lowercase();
+    let t = text.trim_start();
+    t.starts_with('<') && (t.contains("<html") || t.contains("<!doctype"))
+}
+
+/// The layout, read forward from the decoded stream: partitions, labels,
+/// the boot partition's files. Also returns the head (first MiB).
+fn read_layout(
+    path: &Path,
+    compression: Compression,
+    f: &mut Forward,
+) -> Result<(ImageInfo, Vec<u8>), String> {
+    let err = |r: String| r;
+    if let Some(problem) = head_problem(&f.head, None) {
+        return Err(problem);
+    }
+    let s0 = f.head[..512].to_vec();
     let primaries = mbr_entries(&s0);
     let (table, mut parts) = if primaries[0].0 == 0xee {
         (
             "gpt",
-            gpt_partitions(&mut f).map_err(|e| err(format!("reading GPT: {e}")))?,
+            gpt_partitions(f).map_err(|e| err(format!("reading GPT: {e}")))?,
         )
     } else {
         let mut v = Vec::new();
@@ -278,7 +448,11 @@ pub fn inspect(path: &Path, read_all: bool) -> Result<ImageInfo, ImageError> {
         arch: None,
         os_version: None,
         boot_files: Vec::new(),
-        uncompressed_size: None,
+        file_size: 0,
+        file_sha256: None,
+        decoded_size: 0,
+        decoded_sha256: String::new(),
+        check_secs: 0.0,
     };
     let mut done: Vec<Partition> = Vec::new();
     loop {
@@ -357,13 +531,7 @@ pub fn inspect(path: &Path, read_all: bool) -> Result<ImageInfo, ImageError> {
     {
         info.flasher = true;
     }
-    if read_all {
-        info.uncompressed_size = Some(
-            f.drain()
-                .map_err(|e| err(format!("damaged or truncated at byte {}: {e}", f.pos)))?,
-        );
-    }
-    Ok(info)
+    Ok((info, std::mem::take(&mut f.head)))
 }
 
 fn read_boot(buf: Vec<u8>, info: &mut ImageInfo) {
@@ -401,4 +569,32 @@ fn read_boot(buf: Vec<u8>, info: &mut ImageInfo) {
         info.flasher = true;
     }
     info.boot_files = names;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mbr(end_sector: u32) -> Vec<u8> {
+        let mut h = vec![0u8; 4096];
+        h[446 + 4] = 0x83;
+        h[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+        h[446 + 12..446 + 16].copy_from_slice(&(end_sector - 1).to_le_bytes());
+        h[510] = 0x55;
+        h[511] = 0xaa;
+        h
+    }
+
+    /// Each head problem is named with its decoded offset; a table that fits
+    /// (or a size not known yet) is no problem.
+    #[test]
+    fn head_problems_name_the_offset() {
+        let p = |h: &[u8], s| head_problem(h, s).unwrap_or_default();
+        assert!(p(b"<!DOCTYPE html><html>", None).contains("HTML page"));
+        assert!(p(&[0u8; 100], None).contains("decoded byte 100"));
+        assert!(p(&[0u8; 4096], None).contains("decoded bytes 510-511 (found 00 00"));
+        assert_eq!(head_problem(&mbr(16), Some(8192)), None);
+        assert_eq!(head_problem(&mbr(16), None), None);
+        assert!(p(&mbr(16), Some(4096)).contains("reaches byte 8192"));
+    }
 }

@@ -6,7 +6,7 @@ pub mod backup;
 pub mod config_json;
 pub mod gather;
 pub mod image_check;
-pub mod image_reader;
+pub mod image_decode;
 pub mod network;
 
 use std::fs::{File, OpenOptions};

@@ -143,14 +143,17 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         .arch
         .context("this CPU architecture has no migrd stage 2")?;
 
-    let image = match &g.image {
-        ImageInput::Local(Ok(info)) => info.path.clone(),
+    // The image was decoded to its end and validated by the checks above
+    // (-i) or by the download: nothing is armed for a damaged one.
+    let checked = match &g.image {
+        ImageInput::Local(Ok(info)) => (**info).clone(),
         ImageInput::Local(Err(e)) => bail!("image: {e}"),
         ImageInput::Download(_) => {
             let opts = crate::balena_api::download::Options::default();
             crate::commands::download::download_image(&a, &opts)?
         }
     };
+    let image = checked.path.clone();
     if a.download_only {
         println!("downloaded {}", image.display());
         return Ok(());
@@ -243,6 +246,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         compression: None,
         extra_modules: crate::kmod::needed::for_device(&facts, target_disk),
         image: image.clone(),
+        image_check: Some(checked),
         files,
         target,
         boot: BootPlan {

@@ -17,7 +17,7 @@ pub enum FlashError {
         source: io::Error,
     },
     /// The image starts like a format this engine does not decode.
-    #[error("image {path} is {what}, which migrd cannot write; decompress it first (to raw .img, or recompress as .gz, .zst or .xz)")]
+    #[error("image {path} is {what} (by its magic at byte 0), which migrd cannot write; decompress it first (to raw .img, or recompress as .gz, .zst or .xz)")]
     Unsupported {
         /// The image.
         path: PathBuf,
@@ -31,6 +31,16 @@ pub enum FlashError {
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
+    },
+    /// The input is not a disk image that can be written as it is (empty,
+    /// no partition table, shorter than its own table); nothing was
+    /// written.
+    #[error("image {path}: {reason}")]
+    Refused {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong with it, with the byte offset, and what to do.
+        reason: String,
     },
     /// The compressed stream ended before it was complete.
     #[error("image {path} is truncated: the {format} stream ends early after {input_offset} input bytes ({output} bytes decoded); download it again")]
@@ -93,6 +103,21 @@ pub enum FlashError {
         /// Size found.
         found: u64,
     },
+    /// What was written (and read back) hashes to another SHA-256 than the
+    /// decoded image stage 1 validated: the payload changed after the check.
+    #[error("image {path} was written as {found_bytes} decoded bytes with sha256 {found}, but stage 1 validated {expected_bytes} bytes with sha256 {expected}: the image changed after it was checked (damaged payload); build the ramdisk again")]
+    DigestMismatch {
+        /// The image.
+        path: PathBuf,
+        /// Decoded SHA-256 stage 1 recorded.
+        expected: String,
+        /// Decoded size stage 1 recorded.
+        expected_bytes: u64,
+        /// SHA-256 of what was written.
+        found: String,
+        /// Bytes written.
+        found_bytes: u64,
+    },
     /// The target took fewer bytes than it was given.
     #[error("short write to {target} at byte {offset}: {written} of {wanted} bytes written ({detail}); the target is full, failing or was removed")]
     ShortWrite {
@@ -140,24 +165,26 @@ pub enum FlashError {
 }
 
 impl FlashError {
-    /// A fault of the input itself (it does not open, decode or fit): the
-    /// same image fails the same way every time, so retrying cannot help.
-    /// The rest are faults of the target (I/O, short write, read-back
-    /// mismatch, a busy table), which another attempt may not hit.
-    pub fn is_input_fault(&self) -> bool {
+    /// Whether trying the same write again can end otherwise. Errors of the
+    /// image itself (format, damage, size, hash) are deterministic: the
+    /// same bytes fail the same way, so a retry only wears the disk and
+    /// hides the cause. Errors of the target or of reading may pass.
+    pub fn retryable(&self) -> bool {
         match self {
-            FlashError::Open { .. }
-            | FlashError::Unsupported { .. }
+            FlashError::Unsupported { .. }
+            | FlashError::Refused { .. }
             | FlashError::Zip { .. }
             | FlashError::Truncated { .. }
             | FlashError::Corrupt { .. }
             | FlashError::TrailingGarbage { .. }
             | FlashError::TooLarge { .. }
-            | FlashError::WrongSize { .. } => true,
-            FlashError::ShortWrite { .. }
+            | FlashError::WrongSize { .. }
+            | FlashError::DigestMismatch { .. } => false,
+            FlashError::Open { .. }
+            | FlashError::ShortWrite { .. }
             | FlashError::Mismatch { .. }
             | FlashError::Reread { .. }
-            | FlashError::Target { .. } => false,
+            | FlashError::Target { .. } => true,
         }
     }
 }
@@ -165,6 +192,30 @@ impl FlashError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_errors_are_not_retryable_target_errors_are() {
+        let corrupt = FlashError::Corrupt {
+            path: "i.gz".into(),
+            format: "gzip",
+            input_offset: 5,
+            output: 0,
+            detail: "bad".into(),
+        };
+        assert!(!corrupt.retryable());
+        let wrong = FlashError::WrongSize {
+            path: "i".into(),
+            expected: 1,
+            found: 2,
+        };
+        assert!(!wrong.retryable());
+        let target = FlashError::Target {
+            action: "writing to",
+            target: "/dev/sdz".into(),
+            source: io::Error::other("EIO"),
+        };
+        assert!(target.retryable());
+    }
 
     #[test]
     fn messages_name_the_input_and_what_to_do() {
@@ -192,25 +243,25 @@ mod tests {
             output: 0,
             detail: "invalid distance".into(),
         };
-        assert!(corrupt.is_input_fault());
+        assert!(!corrupt.retryable());
         let truncated = FlashError::Truncated {
             path: "img.gz".into(),
             format: "gzip",
             input_offset: 9,
             output: 0,
         };
-        assert!(truncated.is_input_fault());
+        assert!(!truncated.retryable());
         let io = FlashError::Target {
             action: "writing",
             target: "/dev/sdz".into(),
             source: io::Error::other("EIO"),
         };
-        assert!(!io.is_input_fault());
+        assert!(io.retryable());
         let mismatch = FlashError::Mismatch {
             path: "img".into(),
             target: "/dev/sdz".into(),
             offset: 0,
         };
-        assert!(!mismatch.is_input_fault());
+        assert!(mismatch.retryable());
     }
 }

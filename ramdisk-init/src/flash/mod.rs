@@ -19,7 +19,10 @@
 //! - [`engine`] holds the first MiB back until the rest is written and read
 //!   back, and reports [`progress`]; failures are [`error::FlashError`]s;
 //! - [`touched`] tells the caller whether a failed run wrote anything, and
-//!   [`reread_later`] leaves the table re-read to it (stage 2's own step).
+//!   [`reread_later`] leaves the table re-read to it (stage 2's own step);
+//!   [`error::FlashError::retryable`] says whether trying again can help;
+//! - [`expect`] holds the caller's decoded size and SHA-256 (stage 1's,
+//!   from the plan) and compares them with what was written.
 
 pub mod aligned;
 pub mod counting;
@@ -27,6 +30,7 @@ pub mod device;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod expect;
 pub mod extent;
 pub mod format;
 pub mod garbage;

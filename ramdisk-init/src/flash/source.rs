@@ -200,7 +200,20 @@ pub fn with_decoded<T>(
     f: impl FnOnce(&mut dyn Read) -> T,
 ) -> Result<T, FlashError> {
     let file = File::open(path).map_err(open_err(path))?;
-    let counted = Counting::new(file, consumed);
+    with_decoded_from(path, file, info, dec, consumed, f)
+}
+
+/// [`with_decoded`] over `input`, the already opened bytes of `path` (a
+/// caller wrapping the file, e.g. to hash it in the same read).
+pub fn with_decoded_from<T, I: Read + io::Seek>(
+    path: &Path,
+    input: I,
+    info: &ImageInfo,
+    dec: Decoders,
+    consumed: Arc<AtomicU64>,
+    f: impl FnOnce(&mut dyn Read) -> T,
+) -> Result<T, FlashError> {
+    let counted = Counting::new(input, consumed);
     if let Some((inner, _)) = &info.inner {
         let mut zip = zip::ZipArchive::new(counted).map_err(|e| zip_err(path, e))?;
         let idx = pick_entry(path, &mut zip)?;

@@ -97,7 +97,8 @@ fn flash_once<S: System, W: Write>(
             log.emit(Step::Flash, Status::Progress, "", json!(p));
         }
     };
-    run.sys.flash(src, disk, &mut progress)
+    let expected = run.plan.as_ref().and_then(|p| p.image_decoded.as_ref());
+    run.sys.flash(src, expected, disk, &mut progress)
 }
 
 /// Make the kernel see the new table. When it keeps the old one (a

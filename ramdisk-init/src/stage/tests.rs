@@ -156,6 +156,7 @@ impl System for Fake {
     fn flash(
         &mut self,
         image: &Path,
+        _expected: Option<&crate::plan::DecodedImage>,
         disk: &str,
         progress: &mut dyn FnMut(FlashProgress),
     ) -> Result<Flashed, FlashFailure> {
