@@ -48,11 +48,7 @@ fn scenario_1_migrate_debian_bios_grub_to_balenaos() -> Result<()> {
         g.log().display()
     );
 
-    let ev = check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
-    // The PC's watchdog (QEMU's i6300esb) was armed, and petted through
-    // the flash: it did not reset the machine.
-    let wd = find(&ev, "watchdog", "ok").context("the ramdisk armed no watchdog")?;
-    ensure!(wd["data"]["driver"] == "i6300esb", "{wd}");
+    check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
     let serial = lab.unattended("3-balenaos")?;
     check_balena_reports(&serial, balena::DEVICE_TYPE, legacy::HOSTNAME)?;
     done(&lab, "scenario 1");
