@@ -114,6 +114,21 @@ fn take_kexec(report: &mut serde_json::Value) -> Result<serde_json::Value> {
     Ok(list.remove(i))
 }
 
+/// 3 MiB of varied bytes that `write-image` accepts as a disk: an MBR with
+/// one partition (sectors 2048..6144) that ends where the image ends.
+fn disk_image() -> Vec<u8> {
+    let mut raw: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect();
+    raw[446..510].fill(0);
+    raw[450] = 0x83;
+    raw[454..458].copy_from_slice(&2048u32.to_le_bytes());
+    raw[458..462].copy_from_slice(&4096u32.to_le_bytes());
+    raw[510] = 0x55;
+    raw[511] = 0xaa;
+    raw
+}
+
 fn smoke_migrd(t: &Target) -> Result<()> {
     let migrd = paths::cross_migrd_bin(t.arch.init_triple())?;
     check_init_file(&migrd, t.arch).with_context(|| "migrd is not a static ELF for its target")?;
@@ -166,9 +181,7 @@ fn smoke_migrd(t: &Target) -> Result<()> {
 
     // The C libzstd and liblzma, cross-compiled, decode.
     let dir = tempfile::tempdir()?;
-    let raw: Vec<u8> = (0..3u32 << 20)
-        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
-        .collect();
+    let raw = disk_image();
     let zst = dir.path().join("img.zst");
     std::fs::write(&zst, zstd::encode_all(&raw[..], 3)?)?;
     let xz = dir.path().join("img.xz");
