@@ -10,6 +10,7 @@
 
 use anyhow::{ensure, Context, Result};
 use migrd_lab::events::{self, find, summary};
+use migrd_lab::images::balena;
 use migrd_lab::paths;
 use migrd_lab::qemu::{Ended, Qemu};
 use std::io::Write;
@@ -20,22 +21,12 @@ use std::time::Duration;
 const SERIAL: &str = "MIGRDLAB0001";
 const TRIPLE: &str = "x86_64-unknown-linux-musl";
 
-/// A stand-in payload: random bytes, gzip-compressed (the synthetic
-/// balenaOS image arrives with the lab issue; here only the bytes matter).
+/// The payload: the lab's synthetic balenaOS image (stage 1 refuses
+/// anything that does not decode to a balenaOS disk), and a config.json.
 fn make_payload(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let mut data = vec![0u8; 2 << 20];
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for b in data.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let built = balena::image(&dir.join("balena"))?;
     let img = dir.join("balena.img.gz");
-    let mut enc =
-        flate2::write::GzEncoder::new(std::fs::File::create(&img)?, flate2::Compression::fast());
-    enc.write_all(&data)?;
-    enc.finish()?;
+    std::fs::copy(&built.gz, &img)?;
     let cfg = dir.join("config.json");
     std::fs::write(
         &cfg,
