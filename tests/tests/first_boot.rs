@@ -23,10 +23,14 @@ const TRIPLE: &str = "x86_64-unknown-linux-musl";
 
 /// The payload: the lab's synthetic balenaOS image (stage 1 refuses
 /// anything that does not decode to a balenaOS disk), and a config.json.
+/// Built once per `dir` (builds from one `dir` must get the same bytes:
+/// the image's filesystems carry fresh UUIDs and times).
 fn make_payload(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let built = balena::image(&dir.join("balena"))?;
     let img = dir.join("balena.img.gz");
-    std::fs::copy(&built.gz, &img)?;
+    if !img.exists() {
+        let built = balena::image(&dir.join("balena"))?;
+        std::fs::copy(&built.gz, &img)?;
+    }
     let cfg = dir.join("config.json");
     std::fs::write(
         &cfg,
