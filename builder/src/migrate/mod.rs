@@ -270,7 +270,13 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             }),
         status: Some(status),
         test: test_hooks(),
-        watchdog: crate::probe::watchdog::plan_for(&facts.watchdog_devices),
+        // No hardware watchdog armed yet: in the Raspberry Pi lab
+        // (raspi3b, bcm2835_wdt) the ramdisk stopped right after its
+        // modules, before the watchdog step reported (CI run of 75df898).
+        // Until that is understood stage 2 is guarded by its deadlines
+        // alone; `probe::watchdog::plan_for(&facts.watchdog_devices)` is
+        // what goes back here. `migrd check` still reports the watchdog.
+        watchdog: migrd_init::plan::WatchdogPlan::default(),
         cmdline_extra: k
             .consoles
             .iter()
