@@ -16,41 +16,29 @@ impl LoopDevice {
     /// Attach a zeroed file of `size` bytes. `None` when not root; a root
     /// that cannot attach one fails the test (the machine is broken).
     pub fn attach(size: u64) -> Option<Self> {
-        // /proc/self belongs to the process's effective user.
-        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        if !root {
-            return None;
-        }
-        let file = tempfile::NamedTempFile::new().unwrap();
-        file.as_file().set_len(size).unwrap();
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(file.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Some(LoopDevice { dev, _file: file })
+        Self::attach_file(size, &[], &["--find", "--show"])
     }
 
     /// Attach a file of `size` bytes that starts with `head` (a partition
     /// table), with partition scanning (`losetup -P`), so the kernel lists
     /// its partitions. `None` when not root.
     pub fn attach_with_table(size: u64, head: &[u8]) -> Option<Self> {
+        Self::attach_file(size, head, &["--find", "--show", "--partscan"])
+    }
+
+    /// A file of `size` bytes starting with `head`, attached by `losetup`
+    /// with `args`.
+    fn attach_file(size: u64, head: &[u8], args: &[&str]) -> Option<Self> {
+        // /proc/self belongs to the process's effective user.
         let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         if !root {
             return None;
         }
         let file = tempfile::NamedTempFile::new().unwrap();
-        file.as_file().set_len(size).unwrap();
         std::fs::write(file.path(), head).unwrap();
         file.as_file().set_len(size).unwrap();
         let out = Command::new("losetup")
-            .args(["--find", "--show", "--partscan"])
+            .args(args)
             .arg(file.path())
             .output()
             .unwrap();
