@@ -253,12 +253,17 @@ pub struct TestHooks {
     /// card would: proves the deadline guard brings the device back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hang_at: Option<String>,
+    /// Make this step hang forever with the deadline guard stopped too (the
+    /// hardware watchdog stays armed, unpetted), as when the kernel no
+    /// longer runs PID 1's threads: proves the hardware watchdog resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wedge_at: Option<String>,
 }
 
 impl TestHooks {
     /// True when no hook is set.
     pub fn is_empty(&self) -> bool {
-        self.exit_after.is_none() && self.hang_at.is_none()
+        self.exit_after.is_none() && self.hang_at.is_none() && self.wedge_at.is_none()
     }
 }
 

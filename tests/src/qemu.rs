@@ -68,7 +68,10 @@ impl Qemu {
     }
 
     /// An x86_64 PC (`-M pc`, SeaBIOS) with 512 MiB, 2 CPUs, no display, no
-    /// network, serial console to `<log_dir>/serial.log`.
+    /// network, serial console to `<log_dir>/serial.log`, and a hardware
+    /// watchdog (`i6300esb`, QEMU's default action: reset) that the old OS
+    /// loads a driver for and the migration ramdisk arms: a ramdisk that
+    /// stopped petting it would reset the machine mid-scenario.
     pub fn x86_64(log_dir: &Path) -> Self {
         let accel = std::env::var("MIGRD_LAB_ACCEL").unwrap_or_else(|_| "tcg".into());
         let mut q = Qemu::bare("qemu-system-x86_64", log_dir);
@@ -76,6 +79,7 @@ impl Qemu {
             "-accel", &accel, "-m", "512", "-smp", "2", "-display", "none",
         ]);
         q.args(["-monitor", "none", "-no-reboot", "-nic", "none"]);
+        q.args(["-device", "i6300esb"]);
         q
     }
 

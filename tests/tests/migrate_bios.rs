@@ -48,7 +48,11 @@ fn scenario_1_migrate_debian_bios_grub_to_balenaos() -> Result<()> {
         g.log().display()
     );
 
-    check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
+    let ev = check_ramdisk_migrated(&lab.unattended("2-ramdisk")?)?;
+    // The PC's watchdog (QEMU's i6300esb) was armed, and petted through
+    // the flash: it did not reset the machine.
+    let wd = find(&ev, "watchdog", "ok").context("the ramdisk armed no watchdog")?;
+    ensure!(wd["data"]["driver"] == "i6300esb", "{wd}");
     let serial = lab.unattended("3-balenaos")?;
     check_balena_reports(&serial, balena::DEVICE_TYPE, legacy::HOSTNAME)?;
     done(&lab, "scenario 1");
@@ -178,6 +182,11 @@ fn scenario_5_init_dies_kernel_panics_debian_boots() -> Result<()> {
 /// guard, a thread of its own, sees the step overrun its 30 s budget and
 /// reboots by itself → GRUB already cleared next_entry → Debian boots,
 /// canary intact. Nothing was written: the point of no return never came.
+/// Then a wedge: armed again, verify hangs and the guard stops as well (a
+/// test hook, standing for a kernel that no longer runs PID 1's threads) →
+/// only the PC's hardware watchdog (QEMU's i6300esb, armed by the
+/// ramdisk) can act: it resets the machine, with no reboot line from the
+/// kernel → Debian boots, canary intact.
 #[test]
 #[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
 fn scenario_6_a_hung_step_is_rebooted_by_the_guard_into_debian() -> Result<()> {
@@ -203,6 +212,26 @@ fn scenario_6_a_hung_step_is_rebooted_by_the_guard_into_debian() -> Result<()> {
     );
     let status = lab.check_back_in_debian("3-debian")?;
     eprintln!("migrd status:\n{status}");
+
+    let mut g = lab.debian("4-debian")?;
+    arm_and_reboot(&mut g, "MIGRD_TEST_HOOK=wedge-at=verify", "")?;
+    let serial = lab.unattended("5-ramdisk")?;
+    let ev = stage2_events(&serial);
+    let wd = find(&ev, "watchdog", "ok").context("the ramdisk armed no watchdog")?;
+    ensure!(wd["data"]["driver"] == "i6300esb", "{wd}");
+    ensure!(
+        find(&ev, "verify", "begin")
+            .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("wedged")),
+        "the wedge hook did not run: {:?}",
+        summary(&ev)
+    );
+    ensure!(
+        find(&ev, "verify", "fail").is_none() && !serial.contains("reboot: Restarting"),
+        "something other than the hardware watchdog reset the machine: {:?}",
+        summary(&ev)
+    );
+    let status = lab.check_back_in_debian("6-debian")?;
+    eprintln!("migrd status after the watchdog reset:\n{status}");
     done(&lab, "scenario 6");
     Ok(())
 }

@@ -36,9 +36,19 @@ fn done(lab: &RpiLab, name: &str) {
     );
 }
 
+/// QEMU's raspi machines model the BCM2835 watchdog block as a reset
+/// switch only: a write to its RSTC register that selects a full reset
+/// resets the board at once, and WDOG never counts down (QEMU's
+/// hw/misc/bcm2835_powermgt.c). Linux's `bcm2835_wdt` writes just that
+/// when it starts the watchdog, so arming it resets the emulated board on
+/// the spot, where a real Pi counts the timeout down. The lab's Pi
+/// migrations therefore pass `--no-watchdog` (docs/lab.md); the watchdog
+/// is armed in the lab on the x86 PC (`i6300esb`, migrate_bios).
+const NO_WATCHDOG: &str = "--no-watchdog";
+
 fn migrate_cmd() -> String {
     format!(
-        "cd /root && {TOOLS}/migrd migrate -c {TOOLS}/config.json -i {TOOLS}/balena.img.gz --no-ack {OFFLINE}"
+        "cd /root && {TOOLS}/migrd migrate -c {TOOLS}/config.json -i {TOOLS}/balena.img.gz --no-ack {OFFLINE} {NO_WATCHDOG}"
     )
 }
 

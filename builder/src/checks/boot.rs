@@ -204,6 +204,7 @@ mod tests {
             uboot_restore_first: false,
             log_to: None,
             flash_to: None,
+            no_watchdog: false,
         }
     }
 

@@ -86,6 +86,8 @@ pub struct Options {
     pub log_to: Option<PathBuf>,
     /// `-f`.
     pub flash_to: Option<PathBuf>,
+    /// `--no-watchdog`: the ramdisk arms no hardware watchdog.
+    pub no_watchdog: bool,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             uboot_restore_first: false,
             log_to: None,
             flash_to: None,
+            no_watchdog: false,
         }
     }
 }
@@ -119,7 +122,7 @@ pub fn run(facts: &Facts, g: &Gathered, opts: &Options) -> Vec<CheckResult> {
         remote::version(g, opts),
         disk::target_disk(facts, g, opts),
         drivers::ramdisk_drivers(facts, opts),
-        watchdog::watchdog(facts),
+        watchdog::watchdog(facts, opts),
         disk::memory(facts, g),
         disk::boot_space(facts, g),
         disk::log_device(facts, opts),

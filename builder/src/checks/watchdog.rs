@@ -4,7 +4,7 @@
 //! and the ramdisk still has its own deadlines and the kernel's hang
 //! panics (see docs/migration.md, "When something hangs").
 
-use super::{CheckResult, Status};
+use super::{CheckResult, Options, Status};
 use crate::probe::watchdog::{self, WatchdogDevice};
 use crate::probe::Facts;
 use migrd_init::plan::DEFAULT_WATCHDOG_TIMEOUT_SECS;
@@ -12,7 +12,15 @@ use migrd_init::plan::DEFAULT_WATCHDOG_TIMEOUT_SECS;
 const NAME: &str = "watchdog";
 
 /// Run the check.
-pub fn watchdog(f: &Facts) -> CheckResult {
+pub fn watchdog(f: &Facts, o: &Options) -> CheckResult {
+    if o.no_watchdog {
+        return CheckResult::new(
+            NAME,
+            Status::Skip,
+            "--no-watchdog: the ramdisk arms no hardware watchdog; a hang before the point of \
+             no return relies on its deadlines and the kernel's hang panics",
+        );
+    }
     verdict(&f.watchdog_devices)
 }
 
@@ -39,7 +47,19 @@ fn verdict(devices: &[WatchdogDevice]) -> CheckResult {
     let driver = match (&p.driver, &p.module) {
         (Some(d), Some(m)) => format!("driver {d}, module {m} packed"),
         (Some(d), None) => format!("driver {d}, built in"),
-        _ => "driver unknown".into(),
+        (None, _) => {
+            return CheckResult::new(
+                NAME,
+                Status::Warn,
+                format!(
+                    "/dev/{} ({}): sysfs names no driver for it, so no module is packed; the \
+                     ramdisk arms it only if its driver is built into the kernel, else it relies \
+                     on its deadlines and the kernel's hang panics",
+                    w.name,
+                    w.identity.as_deref().unwrap_or("no identity"),
+                ),
+            )
+        }
     };
     let limit = match w.max_timeout {
         Some(m) if m < DEFAULT_WATCHDOG_TIMEOUT_SECS => {
@@ -94,6 +114,24 @@ mod tests {
              ramdisk arms it with a 60 s timeout and stops petting it when a step runs past \
              its deadline"
         );
+    }
+
+    #[test]
+    fn a_watchdog_without_a_known_driver_warns_and_no_watchdog_skips() {
+        let mut d = dev("watchdog0", "i6300esb", "i6300ESB timer", None);
+        d.drivers.clear();
+        let r = verdict(&[d]);
+        assert_eq!(r.status, Status::Warn);
+        assert!(r.message.contains("built into the kernel"), "{}", r.message);
+
+        let t = tempfile::tempdir().unwrap();
+        let facts = crate::probe::probe(t.path());
+        let o = Options {
+            no_watchdog: true,
+            ..Options::default()
+        };
+        assert_eq!(watchdog(&facts, &o).status, Status::Skip);
+        assert_eq!(watchdog(&facts, &Options::default()).status, Status::Warn);
     }
 
     #[test]

@@ -168,6 +168,11 @@ pub struct MigrateArgs {
     /// again (see docs/platforms.md).
     #[arg(long = "uboot-restore-first")]
     pub uboot_restore_first: bool,
+    /// Do not arm the device's hardware watchdog in the ramdisk (for a
+    /// watchdog whose driver misbehaves). The ramdisk's own deadlines and
+    /// the kernel's hang panics still bring it back to the old OS.
+    #[arg(long = "no-watchdog")]
+    pub no_watchdog: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -216,6 +221,7 @@ impl MigrateArgs {
             uboot_restore_first: self.uboot_restore_first,
             log_to: self.log_to.clone(),
             flash_to: self.flash_to.clone(),
+            no_watchdog: self.no_watchdog,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! - the drivers the target disk's I/O goes through now (card or disk
 //!   driver, controller, buses: [`crate::probe::drivers`]), so the ramdisk
 //!   finds the disk on boards whose controller is not in the default list;
-//! - the hardware watchdogs' drivers;
+//! - the driver chain of the hardware watchdog stage 2 arms
+//!   ([`crate::probe::watchdog::choose`]);
 //! - the modules the board family restarts through (the `restart` table of
 //!   `data/device-types.json`): without them a ramdisk's reboot halts.
 //!
@@ -85,7 +86,8 @@ pub fn for_device(facts: &Facts, target: &DiskInfo) -> Vec<Needed> {
             push(&mut out, m, driver_reason(&disk, d));
         }
     }
-    for d in facts.watchdogs.iter().rev() {
+    let watchdog = crate::probe::watchdog::choose(&facts.watchdog_devices);
+    for d in watchdog.iter().flat_map(|w| w.drivers.iter().rev()) {
         if let Some(m) = d.loadable_module() {
             push(&mut out, m, driver_reason("the hardware watchdog", d));
         }

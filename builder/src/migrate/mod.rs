@@ -115,6 +115,7 @@ fn test_hooks() -> TestHooks {
         Ok(v) => TestHooks {
             exit_after: v.strip_prefix("exit-after=").map(str::to_string),
             hang_at: v.strip_prefix("hang-at=").map(str::to_string),
+            wedge_at: v.strip_prefix("wedge-at=").map(str::to_string),
         },
         Err(_) => TestHooks::default(),
     }
@@ -270,13 +271,11 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             }),
         status: Some(status),
         test: test_hooks(),
-        // No hardware watchdog armed yet: in the Raspberry Pi lab
-        // (raspi3b, bcm2835_wdt) the ramdisk stopped right after its
-        // modules, before the watchdog step reported (CI run of 75df898).
-        // Until that is understood stage 2 is guarded by its deadlines
-        // alone; `probe::watchdog::plan_for(&facts.watchdog_devices)` is
-        // what goes back here. `migrd check` still reports the watchdog.
-        watchdog: migrd_init::plan::WatchdogPlan::default(),
+        watchdog: if a.no_watchdog {
+            migrd_init::plan::WatchdogPlan::default()
+        } else {
+            crate::probe::watchdog::plan_for(&facts.watchdog_devices)
+        },
         cmdline_extra: k
             .consoles
             .iter()

@@ -97,23 +97,6 @@ pub fn disk_chain(root: &Path, disk: &str) -> Vec<BoundDriver> {
     chain(root, &dev)
 }
 
-/// The drivers of each hardware watchdog (`/sys/class/watchdog/*`, by
-/// name): the watchdog device's own and its parents' (on a Raspberry Pi
-/// the watchdog is a child of the power-management MFD, whose driver must
-/// be there for the watchdog device to exist), nearest first.
-pub fn watchdogs(root: &Path) -> Vec<BoundDriver> {
-    let class = rootfs::join(root, Path::new("sys/class/watchdog"));
-    let Ok(rd) = std::fs::read_dir(&class) else {
-        return Vec::new();
-    };
-    let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|w| chain(root, &w.join("device")))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +184,8 @@ mod tests {
     #[test]
     fn watchdogs_name_their_driver_even_without_a_module_link() {
         let t = tree();
-        let w = watchdogs(t.path());
+        let dev = t.path().join("sys/class/watchdog/watchdog0/device");
+        let w = chain(t.path(), &dev);
         assert_eq!(w.len(), 1);
         assert_eq!(
             (w[0].driver.as_str(), w[0].module.as_deref()),
@@ -213,6 +197,5 @@ mod tests {
     fn nothing_is_found_where_sysfs_has_nothing() {
         let t = tempfile::tempdir().unwrap();
         assert!(disk_chain(t.path(), "sda").is_empty());
-        assert!(watchdogs(t.path()).is_empty());
     }
 }

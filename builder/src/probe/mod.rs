@@ -46,9 +46,6 @@ pub struct Facts {
     pub disks: disks::DiskFacts,
     /// Memory.
     pub memory: memory::Memory,
-    /// The hardware watchdogs' drivers (`/sys/class/watchdog`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub watchdogs: Vec<drivers::BoundDriver>,
     /// The watchdog devices, each with its identity and timeouts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub watchdog_devices: Vec<watchdog::WatchdogDevice>,
@@ -86,7 +83,6 @@ pub fn probe(root: &Path) -> Facts {
         boot,
         disks,
         memory: memory::probe(root),
-        watchdogs: drivers::watchdogs(root),
         watchdog_devices: watchdog::probe(root),
         host: host::probe(root),
     }

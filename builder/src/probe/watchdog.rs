@@ -102,11 +102,55 @@ pub fn probe(root: &Path) -> Vec<WatchdogDevice> {
                 timeout: number(root, &at("timeout")),
                 min_timeout: number(root, &at("min_timeout")),
                 max_timeout: number(root, &at("max_timeout")),
-                drivers: drivers::chain(root, &class.join(&name).join("device")),
+                drivers: drivers_of(root, &class, &name),
                 name,
             }
         })
         .collect()
+}
+
+/// The drivers behind watchdog `name`: its device's chain, or, for a class
+/// device without a parent, [`core_holder`].
+fn drivers_of(root: &Path, class: &Path, name: &str) -> Vec<BoundDriver> {
+    let chain = drivers::chain(root, &class.join(name).join("device"));
+    if chain.is_empty() {
+        core_holder(root, name)
+    } else {
+        chain
+    }
+}
+
+/// The watchdog core as a module (`CONFIG_WATCHDOG_CORE=m`, as in Debian).
+const CORE_MODULE: &str = "watchdog";
+
+/// The driver of watchdog `name` when sysfs links it to none: some drivers
+/// (`i6300esb` on Linux 6.1) register their watchdog with no parent, under
+/// `/sys/devices/virtual`. Then the one hardware module that uses the
+/// watchdog core (its `holders`) is the driver. With the core built in, or
+/// several candidates, nothing is guessed and the plan packs no module.
+fn core_holder(root: &Path, name: &str) -> Vec<BoundDriver> {
+    let holders = rootfs::join(
+        root,
+        &Path::new("sys/module").join(CORE_MODULE).join("holders"),
+    );
+    let Ok(rd) = std::fs::read_dir(holders) else {
+        return Vec::new();
+    };
+    let modules: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|m| m != "softdog")
+        .collect();
+    let [module] = modules.as_slice() else {
+        return Vec::new();
+    };
+    let initstate = Path::new("sys/module").join(module).join("initstate");
+    vec![BoundDriver {
+        device: format!("/sys/class/watchdog/{name}"),
+        driver: module.clone(),
+        module: Some(module.clone()),
+        loadable: rootfs::join(root, &initstate).exists(),
+    }]
 }
 
 /// The watchdog stage 2 arms: the first hardware one.
@@ -182,6 +226,47 @@ mod tests {
         assert_eq!(p.module.as_deref(), Some("i6300esb"));
         assert_eq!(p.timeout_secs, 60);
         assert_eq!(w.timeout, Some(30));
+    }
+
+    /// A watchdog registered without a parent (as `i6300esb` does on
+    /// Linux 6.1), with the given modules holding the watchdog core.
+    fn virtual_tree(holders: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let w = r.join("sys/devices/virtual/watchdog/watchdog0");
+        std::fs::create_dir_all(&w).unwrap();
+        std::fs::write(w.join("identity"), "i6300ESB timer\n").unwrap();
+        std::fs::create_dir_all(r.join("sys/class/watchdog")).unwrap();
+        symlink(&w, r.join("sys/class/watchdog/watchdog0")).unwrap();
+        let core = r.join("sys/module/watchdog/holders");
+        std::fs::create_dir_all(&core).unwrap();
+        for m in holders {
+            let d = r.join("sys/module").join(m);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("initstate"), "live\n").unwrap();
+            symlink(&d, core.join(m)).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn a_watchdog_without_a_parent_is_driven_by_the_cores_one_holder() {
+        let t = virtual_tree(&["i6300esb", "softdog"]);
+        let all = probe(t.path());
+        let p = choose(&all).unwrap().plan();
+        assert_eq!(p.identity.as_deref(), Some("i6300ESB timer"));
+        assert_eq!(p.module.as_deref(), Some("i6300esb"));
+        assert_eq!(all[0].drivers[0].device, "/sys/class/watchdog/watchdog0");
+    }
+
+    #[test]
+    fn several_holders_or_none_name_no_driver() {
+        for holders in [&["i6300esb", "iTCO_wdt"][..], &[][..], &["softdog"][..]] {
+            let t = virtual_tree(holders);
+            let all = probe(t.path());
+            assert!(all[0].drivers.is_empty(), "{holders:?}");
+            assert_eq!(all[0].plan().module, None, "{holders:?}");
+        }
     }
 
     #[test]

@@ -166,22 +166,50 @@ fn exit_hook<S: System, W: Write>(run: &mut Run<'_, S, W>, step: Step) -> bool {
     hooked
 }
 
-/// Lab hook: the named step hangs (as a dead driver or SD card would), so
-/// the lab proves the guard brings the device back by itself.
-fn hang_hook<S: System, W: Write>(run: &mut Run<'_, S, W>, step: Step) {
+/// A lab hook that stops a step forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// `hang-at`: the step hangs, as a dead driver or SD card would; the
+    /// guard sees the overrun and reboots by itself.
+    Hang,
+    /// `wedge-at`: the step hangs and the guard stops judging and petting
+    /// too, as when the kernel no longer runs PID 1's threads; only the
+    /// hardware watchdog can reset the board.
+    Wedge,
+}
+
+/// Which stop hook, if any, the plan's test hooks set for `step`.
+fn stop_hook(test: &crate::plan::TestHooks, step: Step) -> Option<Stop> {
     let name = step.name();
-    let hooked = run
-        .plan
-        .as_ref()
-        .is_some_and(|p| p.test.hang_at.as_deref() == Some(name.as_str()));
-    if !hooked {
-        return;
+    let is = |h: &Option<String>| h.as_deref() == Some(name.as_str());
+    if is(&test.wedge_at) {
+        Some(Stop::Wedge)
+    } else if is(&test.hang_at) {
+        Some(Stop::Hang)
+    } else {
+        None
     }
-    run.log.note(
-        step,
-        Status::Begin,
-        &format!("test hook: hanging in {name} until the guard acts"),
-    );
+}
+
+/// Lab hooks `hang-at` and `wedge-at` ([`Stop`]): the named step never
+/// ends, so the lab proves the guard, or the hardware watchdog, brings the
+/// device back by itself.
+fn hang_hook<S: System, W: Write>(run: &mut Run<'_, S, W>, step: Step) {
+    let Some(stop) = run.plan.as_ref().and_then(|p| stop_hook(&p.test, step)) else {
+        return;
+    };
+    let name = step.name();
+    let msg = match stop {
+        Stop::Hang => format!("test hook: hanging in {name} until the guard acts"),
+        Stop::Wedge => {
+            run.guard.finish(crate::guard::Leaving::Reboot);
+            format!(
+                "test hook: wedged in {name}, the guard stopped with the watchdog armed: \
+                 only the hardware watchdog can reset the board"
+            )
+        }
+    };
+    run.log.note(step, Status::Begin, &msg);
     loop {
         run.sys.sleep(std::time::Duration::from_secs(1));
     }

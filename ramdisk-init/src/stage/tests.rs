@@ -1173,3 +1173,20 @@ fn the_guard_hears_each_step_its_budget_and_the_flash_progress() {
         Some(crate::guard::Leaving::Reboot)
     );
 }
+
+#[test]
+fn stop_hooks_pick_the_named_step_and_a_wedge_wins() {
+    let hooks = |hang: Option<&str>, wedge: Option<&str>| crate::plan::TestHooks {
+        hang_at: hang.map(str::to_string),
+        wedge_at: wedge.map(str::to_string),
+        ..Default::default()
+    };
+    let h = hooks(Some("verify"), None);
+    assert_eq!(super::stop_hook(&h, Step::Verify), Some(super::Stop::Hang));
+    assert_eq!(super::stop_hook(&h, Step::Flash), None);
+    let w = hooks(Some("verify"), Some("verify"));
+    assert_eq!(super::stop_hook(&w, Step::Verify), Some(super::Stop::Wedge));
+    assert!(!w.is_empty());
+    assert!(hooks(None, None).is_empty());
+    assert_eq!(super::stop_hook(&hooks(None, None), Step::Verify), None);
+}
