@@ -195,8 +195,6 @@ fn payload_name(c: Compression) -> String {
     format!("/payload/balena.{ext}")
 }
 
-/// Build the ramdisk into `out_dir` (`initramfs.img`, `plan.json`,
-/// `cmdline.txt`). The initramfs is written to a temporary name and renamed,
 /// Size, hash and compression of the image file: from its validation when
 /// that hashed the file in the same read, else read again.
 fn image_facts(spec: &RamdiskSpec) -> Result<payload::FileFacts> {
@@ -212,6 +210,8 @@ fn image_facts(spec: &RamdiskSpec) -> Result<payload::FileFacts> {
     payload::facts(&spec.image).with_context(|| format!("image {}", spec.image.display()))
 }
 
+/// Build the ramdisk into `out_dir` (`initramfs.img`, `plan.json`,
+/// `cmdline.txt`). The initramfs is written to a temporary name and renamed,
 /// so a failed build never leaves a half file under the final name.
 pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
     let small = choose_compression(spec)?;

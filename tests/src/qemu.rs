@@ -84,9 +84,13 @@ impl Qemu {
     }
 
     /// QEMU's arm64 `virt` machine (Cortex-A57, TCG), 512 MiB, 2 CPUs, no
-    /// display, no network; add the firmware (`-bios`) and disks.
+    /// display, no network, and a hardware watchdog on its PCIe bus
+    /// (`i6300esb`: `virt` has none of its own; Debian's arm64 kernel has
+    /// the driver); add the firmware (`-bios`) and disks.
     pub fn aarch64_virt(log_dir: &Path) -> Self {
-        Qemu::arm_virt(log_dir, "qemu-system-aarch64", "cortex-a57")
+        let mut q = Qemu::arm_virt(log_dir, "qemu-system-aarch64", "cortex-a57");
+        q.args(["-device", "i6300esb"]);
+        q
     }
 
     /// QEMU's 32-bit arm `virt` machine (Cortex-A15, TCG), otherwise as

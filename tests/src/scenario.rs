@@ -165,9 +165,14 @@ pub fn check_canary(g: &mut Guest, path: &str, want: &str) -> Result<()> {
 /// `migrd migrate` in the guest with the lab's inputs; `env` prefixes the
 /// command (e.g. a test hook), `extra` adds flags.
 pub fn migrate(g: &mut Guest, env: &str, extra: &str) -> Result<Output> {
+    migrate_image(g, env, "/mnt/balena.img.gz", extra)
+}
+
+/// Like [`migrate`], with the balenaOS image at `image` in the guest.
+pub fn migrate_image(g: &mut Guest, env: &str, image: &str, extra: &str) -> Result<Output> {
     g.run(
         &format!(
-            "cd /root && {env} /mnt/migrd migrate -c /mnt/config.json -i /mnt/balena.img.gz --no-ack {OFFLINE} {extra} 2>&1"
+            "cd /root && {env} /mnt/migrd migrate -c /mnt/config.json -i {image} --no-ack {OFFLINE} {extra} 2>&1"
         ),
         STEP,
     )

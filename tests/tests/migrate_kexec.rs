@@ -19,7 +19,7 @@ use migrd_lab::guest::Guest;
 use migrd_lab::images::{balena, legacy};
 use migrd_lab::scenario::{
     check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, lab, migrate,
-    Lab, STEP,
+    migrate_image, Lab, STEP,
 };
 use std::time::Duration;
 
@@ -142,9 +142,10 @@ fn kexec_1_migrate_debian_bios_to_balenaos() -> Result<()> {
     Ok(())
 }
 
-/// Scenario K2: fallback. The ramdisk is damaged before it is loaded (a
-/// lab-only stage 1 hook flips one byte inside the payload; kexec reads the
-/// file at load time) → `systemctl kexec` → the ramdisk stops at verify,
+/// Scenario K2: fallback. The image changes after `migrd migrate`'s checks
+/// decoded and hashed it, before the ramdisk packs it (a lab-only stage 1
+/// hook flips one byte near its end, inside the gzip stream: a payload that
+/// would fail mid-flash) → `systemctl kexec` → the ramdisk stops at verify,
 /// before the point of no return, records why on /boot and reboots → that
 /// reboot goes through the firmware, and the untouched disk boots Debian:
 /// canary intact, GRUB's environment byte-identical, nothing loaded, and
@@ -156,11 +157,17 @@ fn kexec_2_damaged_payload_falls_back_to_debian() -> Result<()> {
     let mut g = lab.debian("1-debian-then-ramdisk")?;
     let grubenv = "sha256sum /boot/grub/grubenv; grub-editenv /boot/grub/grubenv list";
     let env_before = g.run_ok(grubenv, T)?;
-    let out = migrate(
+    // The image changes on disk after the checks decoded and hashed it,
+    // before the ramdisk packs it (a copy on the writable root: the tools
+    // disk is read-only).
+    g.run_ok("cp /mnt/balena.img.gz /root/balena.img.gz", T)?;
+    let out = migrate_image(
         &mut g,
-        "MIGRD_TEST_HOOK=corrupt-ramdisk",
+        "MIGRD_TEST_HOOK=corrupt-image-after-check",
+        "/root/balena.img.gz",
         "--boot-via kexec --no-reboot",
     )?;
+    ensure!(out.text.contains("flipped byte"), "{}", out.text);
     ensure!(out.code == 0 && out.text.contains(LOADED), "{}", out.text);
     ensure!(kexec_loaded(&mut g)? == "1", "nothing loaded");
     let status = g.run_ok("/mnt/migrd status", T)?;

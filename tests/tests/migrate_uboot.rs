@@ -114,8 +114,14 @@ fn migrate_on(board: Board, scenario: &str) -> Result<()> {
         serial.contains("migrd: one-shot flag cleared; booting the migration ramdisk"),
         "U-Boot did not run migrd's one-shot script: see the 2-ramdisk log"
     );
-    check_ramdisk_migrated(&serial)?;
+    let ev = check_ramdisk_migrated(&serial)?;
     restarted(&serial, "2-ramdisk")?;
+    if board == Board::Virt {
+        // The arm64 board's watchdog (QEMU's i6300esb) was armed and
+        // petted through the flash.
+        let wd = find(&ev, "watchdog", "ok").context("the ramdisk armed no watchdog")?;
+        ensure!(wd["data"]["driver"] == "i6300esb", "{wd}");
+    }
 
     let serial = lab.unattended("3-balenaos")?;
     ensure!(

@@ -87,6 +87,13 @@ fn confirm(summary: &str) -> Result<()> {
 /// damage it afterwards as it does with the copy on /boot).
 pub const CORRUPT_HOOK: &str = "corrupt-ramdisk";
 
+/// Lab-only stage 1 hook: flip one byte near the end of the image file
+/// after the checks decoded and hashed it and before the ramdisk packs it,
+/// standing for an image that changes under migrd (a second download, a
+/// failing disk). The plan keeps the hash of what was checked, so stage 2
+/// refuses the packed copy at verify, before the point of no return.
+pub const CORRUPT_IMAGE_HOOK: &str = "corrupt-image-after-check";
+
 /// Flip the byte 1000 bytes before the end of `path` (inside the payload,
 /// the stored segment's last file).
 fn corrupt_for_lab(path: &Path) -> Result<()> {
@@ -285,6 +292,9 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             .join(" "),
         ramdisk_files: prepared.ramdisk_files.clone(),
     };
+    if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_IMAGE_HOOK) {
+        corrupt_for_lab(&image)?;
+    }
     let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
     if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_HOOK) {
         corrupt_for_lab(&built.initramfs)?;

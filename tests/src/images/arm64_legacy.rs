@@ -229,9 +229,10 @@ impl Board {
     /// What the old OS's initramfs loads to reach its root.
     fn root_modules(self) -> Vec<Wanted> {
         match self {
-            Board::Virt | Board::VirtArmv7 | Board::VirtBootcount => {
-                [VIRT_DISK_MODULES, EXT4_MODULES].concat()
+            Board::Virt | Board::VirtBootcount => {
+                [VIRT_DISK_MODULES, EXT4_MODULES, VIRT_WATCHDOG_MODULES].concat()
             }
+            Board::VirtArmv7 => [VIRT_DISK_MODULES, EXT4_MODULES].concat(),
             Board::Pi2 | Board::Pi3 | Board::Pi4 => {
                 [PI_DISK_MODULES, EXT4_MODULES, PI_RESTART_MODULES].concat()
             }
@@ -300,6 +301,16 @@ const VIRT_DISK_MODULES: &[Wanted] = &[
         required: true,
     },
 ];
+
+/// The arm64 `virt` board's watchdog (QEMU's i6300esb on its PCIe bus,
+/// [`Qemu::aarch64_virt`]), loaded at boot as udev would, so stage 1 finds
+/// it in `/sys/class/watchdog` and the ramdisk arms it. The armhf kernel
+/// has no driver for it (`CONFIG_I6300ESB_WDT` is not set in armmp).
+const VIRT_WATCHDOG_MODULES: &[Wanted] = &[Wanted {
+    name: "i6300esb",
+    reason: "the board's hardware watchdog",
+    required: true,
+}];
 
 /// What the running system loads for `/boot/firmware`.
 const BOOT_FS_MODULES: &[Wanted] = &[
