@@ -197,14 +197,23 @@ fn payload_name(c: Compression) -> String {
 
 /// Size, hash and compression of the image file: from its validation when
 /// that hashed the file in the same read, else read again.
+/// A file read again must be the one checked: else its hash would be
+/// taken of bytes nobody validated.
 fn image_facts(spec: &RamdiskSpec) -> Result<payload::FileFacts> {
-    if let Some(i) = &spec.image_check {
-        if let (true, Some(sha256)) = (i.path == spec.image, &i.file_sha256) {
+    if let Some(i) = spec.image_check.as_ref().filter(|i| i.path == spec.image) {
+        if let Some(sha256) = &i.file_sha256 {
             return Ok(payload::FileFacts {
                 size: i.file_size,
                 sha256: sha256.clone(),
                 compression: i.compression,
             });
+        }
+        if i.file_stamp.as_ref().is_some_and(|s| !s.still(&spec.image)) {
+            bail!(
+                "image {} changed since it was checked (its size, time or inode differ): \
+                 run migrd again so the new file is checked",
+                spec.image.display()
+            );
         }
     }
     payload::facts(&spec.image).with_context(|| format!("image {}", spec.image.display()))
@@ -495,6 +504,26 @@ mod tests {
             cmdline_extra: String::new(),
             ramdisk_files: vec![],
         }
+    }
+
+    #[test]
+    fn an_image_read_again_must_still_be_the_checked_one() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = spec(d.path());
+        // Checked without a hash of the file (as a zip is): the build
+        // hashes it again, and only while it is unchanged.
+        let mut checked = image_check::ImageInfo::empty(&s.image, Compression::Gzip, "mbr");
+        checked.file_stamp = crate::inputs::file_stamp::FileStamp::of(&s.image).ok();
+        checked.decoded_size = 100_000;
+        checked.decoded_sha256 = "ab".repeat(32);
+        s.image_check = Some(checked);
+        build(&s, &d.path().join("a")).unwrap();
+        let mut bytes = std::fs::read(&s.image).unwrap();
+        bytes.push(0);
+        std::fs::write(&s.image, bytes).unwrap();
+        let e = build(&s, &d.path().join("b")).unwrap_err().to_string();
+        assert!(e.contains("changed since it was checked"), "{e}");
+        assert!(!d.path().join("b/initramfs.img").exists());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! size and SHA-256 go into the plan for stage 2. takeover used `-i` images
 //! unchecked.
 
+use super::file_stamp::FileStamp;
 use super::image_decode::{self, Hashing, InputHash, Tee};
 use migrd_init::flash::extent::image_extent;
 use migrd_init::flash::source::{self, Decoders};
@@ -87,6 +88,10 @@ pub struct ImageInfo {
     /// SHA-256 of the file's bytes, when they were hashed in the same read
     /// as the decoding (not for zip, whose directory is read first).
     pub file_sha256: Option<String>,
+    /// The file's stamp when the check began: a second read (a zip's hash)
+    /// first makes sure the file is still the one checked.
+    #[serde(skip)]
+    pub file_stamp: Option<FileStamp>,
     /// Decoded (raw disk image) size.
     pub decoded_size: u64,
     /// SHA-256 of the decoded bytes (as the flash engine hashes what it
@@ -103,6 +108,31 @@ impl ImageInfo {
         let has = |n: &str| self.partitions.iter().any(|p| p.id() == Some(n));
         (has("resin-boot") && has("resin-rootA") && has("resin-data"))
             || (has("flash-boot") && has("flash-rootA"))
+    }
+}
+
+impl ImageInfo {
+    /// Nothing known yet of the image at `path` but how it is compressed
+    /// and its table kind.
+    pub(crate) fn empty(path: &Path, compression: Compression, table: &str) -> Self {
+        ImageInfo {
+            path: path.into(),
+            compression,
+            table: table.into(),
+            partitions: Vec::new(),
+            required_bytes: 0,
+            flasher: false,
+            device_type: None,
+            arch: None,
+            os_version: None,
+            boot_files: Vec::new(),
+            file_size: 0,
+            file_sha256: None,
+            file_stamp: None,
+            decoded_size: 0,
+            decoded_sha256: String::new(),
+            check_secs: 0.0,
+        }
     }
 }
 
@@ -284,6 +314,7 @@ fn is_extended(t: u8) -> bool {
 /// unless it is a whole balenaOS disk image: see the module documentation.
 pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     let started = Instant::now();
+    let stamp = FileStamp::of(path).ok();
     let flash_info = source::inspect(path).map_err(ImageError::Decode)?;
     if flash_info.input_len == 0 {
         return Err(layout_error(
@@ -322,6 +353,7 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     let (mut info, head) = layout.map_err(|reason| layout_error(path, reason))?;
     info.file_size = flash_info.input_len;
     info.file_sha256 = InputHash::finish_shared(hashed, flash_info.input_len);
+    info.file_stamp = stamp;
     info.decoded_size = size;
     info.decoded_sha256 = sha256;
     fits(&info, &head).map_err(|reason| layout_error(path, reason))?;
@@ -437,23 +469,7 @@ fn read_layout(
         .collect();
     let ext_base = ebrs.first().copied();
     let mut next_logical = 5;
-    let mut info = ImageInfo {
-        path: path.into(),
-        compression,
-        table: table.into(),
-        partitions: Vec::new(),
-        required_bytes: 0,
-        flasher: false,
-        device_type: None,
-        arch: None,
-        os_version: None,
-        boot_files: Vec::new(),
-        file_size: 0,
-        file_sha256: None,
-        decoded_size: 0,
-        decoded_sha256: String::new(),
-        check_secs: 0.0,
-    };
+    let mut info = ImageInfo::empty(path, compression, table);
     let mut done: Vec<Partition> = Vec::new();
     loop {
         parts.sort_by_key(|p| p.start);

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod config_json;
+pub mod file_stamp;
 pub mod gather;
 pub mod image_check;
 pub mod image_decode;
