@@ -110,46 +110,51 @@ pub fn probe(root: &Path) -> Vec<WatchdogDevice> {
 }
 
 /// The drivers behind watchdog `name`: its device's chain, or, for a class
-/// device without a parent, [`core_holder`].
+/// device without a parent, [`loaded_watchdog_module`].
 fn drivers_of(root: &Path, class: &Path, name: &str) -> Vec<BoundDriver> {
     let chain = drivers::chain(root, &class.join(name).join("device"));
     if chain.is_empty() {
-        core_holder(root, name)
+        loaded_watchdog_module(root, name)
     } else {
         chain
     }
 }
 
-/// The watchdog core as a module (`CONFIG_WATCHDOG_CORE=m`, as in Debian).
-const CORE_MODULE: &str = "watchdog";
-
 /// The driver of watchdog `name` when sysfs links it to none: some drivers
 /// (`i6300esb` on Linux 6.1) register their watchdog with no parent, under
-/// `/sys/devices/virtual`. Then the one hardware module that uses the
-/// watchdog core (its `holders`) is the driver. With the core built in, or
-/// several candidates, nothing is guessed and the plan packs no module.
-fn core_holder(root: &Path, name: &str) -> Vec<BoundDriver> {
-    let holders = rootfs::join(
-        root,
-        &Path::new("sys/module").join(CORE_MODULE).join("holders"),
-    );
-    let Ok(rd) = std::fs::read_dir(holders) else {
+/// `/sys/devices/virtual`. Then the one loaded module that is a hardware
+/// watchdog driver (its file under `kernel/drivers/watchdog/` in the
+/// running kernel's `modules.dep`; not the core, not `softdog`) is taken as
+/// its driver. With several, or none, nothing is guessed and the plan packs
+/// no module. (The watchdog core's `holders` would name it too, but only
+/// where the core is a module: Debian's arm64 kernels build it in.)
+fn loaded_watchdog_module(root: &Path, name: &str) -> Vec<BoundDriver> {
+    let Some(release) = rootfs::read_trimmed(root, "proc/sys/kernel/osrelease") else {
         return Vec::new();
     };
-    let modules: Vec<String> = rd
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|m| m != "softdog")
+    let dep = Path::new("lib/modules").join(release).join("modules.dep");
+    let Ok(dep) = std::fs::read_to_string(rootfs::join(root, &dep)) else {
+        return Vec::new();
+    };
+    let loaded =
+        |m: &str| rootfs::join(root, &Path::new("sys/module").join(m).join("initstate")).exists();
+    let mut found: Vec<String> = dep
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .filter_map(|f| f.strip_prefix("kernel/drivers/watchdog/"))
+        .filter_map(|f| f.split(".ko").next())
+        .map(|stem| stem.replace('-', "_"))
+        .filter(|m| m != "watchdog" && m != "softdog" && loaded(m))
         .collect();
-    let [module] = modules.as_slice() else {
+    found.dedup();
+    let [module] = found.as_slice() else {
         return Vec::new();
     };
-    let initstate = Path::new("sys/module").join(module).join("initstate");
     vec![BoundDriver {
         device: format!("/sys/class/watchdog/{name}"),
         driver: module.clone(),
         module: Some(module.clone()),
-        loadable: rootfs::join(root, &initstate).exists(),
+        loadable: true,
     }]
 }
 
@@ -229,8 +234,9 @@ mod tests {
     }
 
     /// A watchdog registered without a parent (as `i6300esb` does on
-    /// Linux 6.1), with the given modules holding the watchdog core.
-    fn virtual_tree(holders: &[&str]) -> tempfile::TempDir {
+    /// Linux 6.1), with the given modules loaded, in a kernel whose
+    /// `modules.dep` has i6300esb, iTCO_wdt, softdog and the core.
+    fn virtual_tree(loaded: &[&str]) -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
         let w = r.join("sys/devices/virtual/watchdog/watchdog0");
@@ -238,20 +244,30 @@ mod tests {
         std::fs::write(w.join("identity"), "i6300ESB timer\n").unwrap();
         std::fs::create_dir_all(r.join("sys/class/watchdog")).unwrap();
         symlink(&w, r.join("sys/class/watchdog/watchdog0")).unwrap();
-        let core = r.join("sys/module/watchdog/holders");
-        std::fs::create_dir_all(&core).unwrap();
-        for m in holders {
+        std::fs::create_dir_all(r.join("proc/sys/kernel")).unwrap();
+        std::fs::write(r.join("proc/sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
+        let rel = r.join("lib/modules/6.1.0-test");
+        std::fs::create_dir_all(&rel).unwrap();
+        std::fs::write(
+            rel.join("modules.dep"),
+            "kernel/drivers/watchdog/i6300esb.ko.xz: kernel/drivers/watchdog/watchdog.ko.xz\n\
+             kernel/drivers/watchdog/iTCO_wdt.ko.xz: kernel/drivers/watchdog/watchdog.ko.xz\n\
+             kernel/drivers/watchdog/softdog.ko.xz: kernel/drivers/watchdog/watchdog.ko.xz\n\
+             kernel/drivers/watchdog/watchdog.ko.xz:\n\
+             kernel/drivers/block/virtio_blk.ko.xz:\n",
+        )
+        .unwrap();
+        for m in loaded {
             let d = r.join("sys/module").join(m);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("initstate"), "live\n").unwrap();
-            symlink(&d, core.join(m)).unwrap();
         }
         t
     }
 
     #[test]
-    fn a_watchdog_without_a_parent_is_driven_by_the_cores_one_holder() {
-        let t = virtual_tree(&["i6300esb", "softdog"]);
+    fn a_watchdog_without_a_parent_is_driven_by_the_one_loaded_watchdog_module() {
+        let t = virtual_tree(&["i6300esb", "softdog", "watchdog", "virtio_blk"]);
         let all = probe(t.path());
         let p = choose(&all).unwrap().plan();
         assert_eq!(p.identity.as_deref(), Some("i6300ESB timer"));
@@ -260,12 +276,16 @@ mod tests {
     }
 
     #[test]
-    fn several_holders_or_none_name_no_driver() {
-        for holders in [&["i6300esb", "iTCO_wdt"][..], &[][..], &["softdog"][..]] {
-            let t = virtual_tree(holders);
+    fn several_loaded_watchdog_modules_or_none_name_no_driver() {
+        for loaded in [
+            &["i6300esb", "iTCO_wdt"][..],
+            &[][..],
+            &["softdog", "watchdog"][..],
+        ] {
+            let t = virtual_tree(loaded);
             let all = probe(t.path());
-            assert!(all[0].drivers.is_empty(), "{holders:?}");
-            assert_eq!(all[0].plan().module, None, "{holders:?}");
+            assert!(all[0].drivers.is_empty(), "{loaded:?}");
+            assert_eq!(all[0].plan().module, None, "{loaded:?}");
         }
     }
 
