@@ -22,8 +22,9 @@
 //!   injection (balenaOS boots, provisioned).
 //!
 //! `#[ignore]`d for a plain `cargo test`, and opt-in even then: they run
-//! only with `MIGRD_LAB_POWER_CUTS=1` (about 25 minutes of lab on 2 cores;
-//! not yet part of `.ci/run`, see docs/lab.md).
+//! only with `MIGRD_LAB_POWER_CUTS=1` (about 13 minutes of lab, one
+//! scenario at a time on 2 cores; not part of `tests/lab/test.sh` by
+//! default, see docs/lab.md, "Power cuts").
 
 use anyhow::{bail, ensure, Context, Result};
 use migrd_lab::events::{self, summary};
