@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod elf_check;
+pub mod fs_checkpoint;
 pub mod init_binary;
 pub mod initramfs;
 pub mod inputs;

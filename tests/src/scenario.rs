@@ -35,7 +35,7 @@ pub struct Lab {
     /// The device's disk (raw): a power-cut test copies it to restore a
     /// state.
     pub disk: PathBuf,
-    /// When preparation started.
+    /// When preparation started (after the wait for a slot).
     pub t0: Instant,
     /// The device's firmware.
     pub firmware: legacy::Firmware,
@@ -65,8 +65,9 @@ pub fn lab(scenario: &str) -> Result<Lab> {
 /// Like [`lab`], for a device booting with `firmware`; on UEFI the
 /// synthetic balenaOS is its GPT variant, bootable by UEFI.
 pub fn lab_on(scenario: &str, firmware: legacy::Firmware) -> Result<Lab> {
-    let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
+    // After the wait for a slot: `t0` times the scenario, not its queue.
+    let t0 = Instant::now();
     let dev = legacy::image_for(&logs, firmware)?;
     let boot = match firmware {
         legacy::Firmware::Bios => balena::Boot::Bios,

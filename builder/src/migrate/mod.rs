@@ -405,6 +405,7 @@ fn arm_and_maybe_reboot(
                 )));
             }
         }
+        write_home(ctx.root, &changes);
         println!("armed: next boot runs the migration ramdisk once (`migrd cancel` undoes this)");
     }
     armer.activate(ctx, built)?;
@@ -413,6 +414,28 @@ fn arm_and_maybe_reboot(
         return Ok(());
     }
     armer.reboot(ctx, built)
+}
+
+/// Make every filesystem the arming changed write its journal home
+/// (`fs_checkpoint`), so that a power cut right after arming leaves files
+/// the boot loader can read: GRUB reads ext4 without its journal. A
+/// failure is a warning, not an error: the arming is complete for Linux,
+/// and a boot loader that cannot see it yet boots the old OS (the safe
+/// side) until the kernel writes the journal home itself, within seconds.
+fn write_home(root: &Path, changes: &[migrd_bootloaders::change::Change]) {
+    let files = changes
+        .iter()
+        .filter(|c| !matches!(c, migrd_bootloaders::change::Change::EfiVar { .. }))
+        .map(|c| root.join(c.path().strip_prefix("/").unwrap_or(c.path())))
+        .collect::<Vec<_>>();
+    for p in crate::fs_checkpoint::one_per_filesystem(files.iter().map(|p| p.as_path())) {
+        match crate::fs_checkpoint::checkpoint(&p) {
+            Ok(c) => log::debug!("{}: {c:?}", p.display()),
+            Err(e) => eprintln!(
+                "warning: {e:#}; a power cut in the next seconds may boot this OS again instead of the ramdisk"
+            ),
+        }
+    }
 }
 
 fn grub_label(t: InjectTarget) -> &'static str {
