@@ -17,6 +17,12 @@ pub fn find<'a>(ev: &'a [Value], step: &str, status: &str) -> Option<&'a Value> 
         .find(|e| e["step"] == step && e["status"] == status)
 }
 
+/// Whether the first event of `step` with `status` has `needle` in its
+/// message (a lab hook's own line, say).
+pub fn said(ev: &[Value], step: &str, status: &str, needle: &str) -> bool {
+    find(ev, step, status).is_some_and(|e| e["msg"].as_str().unwrap_or("").contains(needle))
+}
+
 /// `step/status` of every event, for assertion messages.
 pub fn summary(ev: &[Value]) -> Vec<String> {
     ev.iter()

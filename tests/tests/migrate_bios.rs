@@ -11,7 +11,7 @@
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{bail, ensure, Context, Result};
-use migrd_lab::events::{find, summary};
+use migrd_lab::events::{find, said, summary};
 use migrd_lab::images::{balena, legacy};
 use migrd_lab::scenario::{
     arm_and_reboot, check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify,
@@ -157,12 +157,7 @@ fn scenario_5_init_dies_kernel_panics_debian_boots() -> Result<()> {
     arm_and_reboot(&mut g, "MIGRD_TEST_HOOK=exit-after=plan", "")?;
     let serial = lab.unattended("2-ramdisk")?;
     let ev = stage2_events(&serial);
-    ensure!(
-        find(&ev, "exit", "ok")
-            .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("test hook")),
-        "{:?}",
-        summary(&ev)
-    );
+    ensure!(said(&ev, "exit", "ok", "test hook"), "{:?}", summary(&ev));
     ensure!(
         serial.contains("Kernel panic"),
         "no kernel panic in the ramdisk boot"
@@ -195,8 +190,7 @@ fn scenario_6_a_hung_step_is_rebooted_by_the_guard_into_debian() -> Result<()> {
     arm_and_reboot(&mut g, "MIGRD_TEST_HOOK=hang-at=load-payload", "")?;
     let ev = stage2_events(&lab.unattended("2-ramdisk")?);
     ensure!(
-        find(&ev, "load-payload", "begin")
-            .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("test hook")),
+        said(&ev, "load-payload", "begin", "test hook"),
         "the hang hook did not run: {:?}",
         summary(&ev)
     );
@@ -222,8 +216,7 @@ fn scenario_6_a_hung_step_is_rebooted_by_the_guard_into_debian() -> Result<()> {
     let wd = find(&ev, "watchdog", "ok").context("the ramdisk armed no watchdog")?;
     ensure!(wd["data"]["driver"] == "i6300esb", "{wd}");
     ensure!(
-        find(&ev, "verify", "begin")
-            .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("wedged")),
+        said(&ev, "verify", "begin", "wedged"),
         "the wedge hook did not run: {:?}",
         summary(&ev)
     );

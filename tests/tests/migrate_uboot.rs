@@ -22,7 +22,7 @@
 //! `#[ignore]`d for a plain `cargo test`; tests/lab/test.sh runs them.
 
 use anyhow::{ensure, Context, Result};
-use migrd_lab::events::find;
+use migrd_lab::events::{find, said};
 use migrd_lab::guest::Guest;
 use migrd_lab::images::arm64_legacy::{Arch, Board, BOOTLIMIT, FW_ENV_FILE};
 use migrd_lab::images::{arm64_legacy, balena};
@@ -274,8 +274,7 @@ fn uboot_3_restore_first_counter_ends_a_dying_ramdisk_in_board_recovery() -> Res
         );
         let ev = stage2_events(&serial);
         ensure!(
-            find(&ev, "exit", "ok")
-                .is_some_and(|e| e["msg"].as_str().unwrap_or("").contains("test hook")),
+            said(&ev, "exit", "ok", "test hook"),
             "{boot}: the ramdisk did not stop at the test hook (see its log)"
         );
         ensure!(
