@@ -128,6 +128,76 @@ fn test_hooks() -> TestHooks {
     }
 }
 
+/// The device type change `--change-dt-to` asks of the API after the
+/// flash: the fleet's config.json, the device's UUID and the new slug.
+type DtChange = (crate::inputs::config_json::ConfigJson, String, String);
+
+/// config.json as the new OS gets it (hostname carried, device type
+/// changed) and the network profiles, as payload files; and the device
+/// type change to make in the API, if any.
+fn config_and_network_files(
+    g: &crate::inputs::gather::Gathered,
+    a: &MigrateArgs,
+) -> Result<(Vec<CarriedFile>, Option<DtChange>)> {
+    let mut files = Vec::new();
+    let mut dt_change = None;
+    if let Some(cfg) = &g.config {
+        let mut cfg = cfg
+            .clone()
+            .map_err(|e| anyhow::anyhow!("config.json: {e}"))?;
+        if let (Some(slug), Some(uuid)) = (&a.change_dt_to, &cfg.uuid) {
+            dt_change = Some((cfg.clone(), uuid.clone(), slug.clone()));
+        }
+        if let Some(h) = &g.hostname {
+            cfg.set_hostname(h);
+        }
+        if let Some(dt) = &a.change_dt_to {
+            cfg.set_device_type(dt);
+        }
+        files.push(CarriedFile::config_json_bytes(
+            cfg.to_json().into_bytes(),
+            Path::new("config.json"),
+        )?);
+    }
+    if let Ok(nets) = &g.networks {
+        for (name, content) in nets.files() {
+            files.push(CarriedFile {
+                role: PayloadRole::Network,
+                name: format!("nm-{name}"),
+                source: crate::initramfs::Source::Bytes(content.into_bytes()),
+                inject: (
+                    InjectTarget::ResinBoot,
+                    format!("system-connections/{name}"),
+                    0o600,
+                ),
+                compressed: false,
+            });
+        }
+    }
+    Ok((files, dt_change))
+}
+
+/// backup.tgz, written into `work`, as a payload file, when a backup was
+/// asked for.
+fn backup_file(g: &crate::inputs::gather::Gathered, work: &Path) -> Result<Option<CarriedFile>> {
+    let Some(b) = &g.backup else {
+        return Ok(None);
+    };
+    let (spec, _) = b.as_ref().map_err(|e| anyhow::anyhow!("backup: {e}"))?;
+    let out = work.join("backup.tgz");
+    let size = spec
+        .write_tgz(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    log::info!("backup: {} ({size} bytes)", out.display());
+    Ok(Some(CarriedFile {
+        role: PayloadRole::Backup,
+        name: "backup.tgz".into(),
+        source: crate::initramfs::Source::File { path: out, size },
+        inject: (InjectTarget::ResinData, "backup.tgz".into(), 0o600),
+        compressed: true,
+    }))
+}
+
 /// Run `migrd migrate` on the live system.
 pub fn run(a: MigrateArgs) -> Result<()> {
     run_at(Path::new("/"), a)
@@ -167,41 +237,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         return Ok(());
     }
 
-    let mut files = Vec::new();
-    let mut dt_change = None;
-    if let Some(cfg) = &g.config {
-        let mut cfg = cfg
-            .clone()
-            .map_err(|e| anyhow::anyhow!("config.json: {e}"))?;
-        if let (Some(slug), Some(uuid)) = (&a.change_dt_to, &cfg.uuid) {
-            dt_change = Some((cfg.clone(), uuid.clone(), slug.clone()));
-        }
-        if let Some(h) = &g.hostname {
-            cfg.set_hostname(h);
-        }
-        if let Some(dt) = &a.change_dt_to {
-            cfg.set_device_type(dt);
-        }
-        files.push(CarriedFile::config_json_bytes(
-            cfg.to_json().into_bytes(),
-            Path::new("config.json"),
-        )?);
-    }
-    if let Ok(nets) = &g.networks {
-        for (name, content) in nets.files() {
-            files.push(CarriedFile {
-                role: PayloadRole::Network,
-                name: format!("nm-{name}"),
-                source: crate::initramfs::Source::Bytes(content.into_bytes()),
-                inject: (
-                    InjectTarget::ResinBoot,
-                    format!("system-connections/{name}"),
-                    0o600,
-                ),
-                compressed: false,
-            });
-        }
-    }
+    let (mut files, dt_change) = config_and_network_files(&g, &a)?;
 
     let work = if root == Path::new("/") {
         a.work_dir.clone()
@@ -210,21 +246,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&work)
         .with_context(|| format!("creating work folder {}", work.display()))?;
-    if let Some(b) = &g.backup {
-        let (spec, _) = b.as_ref().map_err(|e| anyhow::anyhow!("backup: {e}"))?;
-        let out = work.join("backup.tgz");
-        let size = spec
-            .write_tgz(&out)
-            .with_context(|| format!("writing {}", out.display()))?;
-        log::info!("backup: {} ({size} bytes)", out.display());
-        files.push(CarriedFile {
-            role: PayloadRole::Backup,
-            name: "backup.tgz".into(),
-            source: crate::initramfs::Source::File { path: out, size },
-            inject: (InjectTarget::ResinData, "backup.tgz".into(), 0o600),
-            compressed: true,
-        });
-    }
+    files.extend(backup_file(&g, &work)?);
 
     let k = kernel::running_for(root, strategy)?;
     let target_disk = facts
@@ -351,7 +373,7 @@ fn arm_and_maybe_reboot(
     image: &Path,
     target_disk: &crate::probe::disks::DiskInfo,
     built: &ramdisk::Built,
-    dt_change: Option<&(crate::inputs::config_json::ConfigJson, String, String)>,
+    dt_change: Option<&DtChange>,
 ) -> Result<()> {
     let a = ctx.args;
     let strategy = armer.kind();
