@@ -6,6 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/lab/setup.sh
 step() { printf '\n==> %s\n' "$*"; }
+# The lab's Debian images (debootstrap, then the BIOS and the UEFI disk) are
+# built while cargo compiles: debootstrap waits mostly on the mirror and
+# the disk, and in the lab phase it held a scenario slot for ~8 minutes
+# while the x86 scenarios queued behind it. The scenarios then find them
+# cached (tests/lab/images/debian.sh keys the cache by its recipe).
+images_log=${MIGRD_LAB_DIR:-target/lab}/logs/debian-images.log
+mkdir -p "$(dirname "$images_log")"
+(
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  for fw in bios uefi; do
+    tests/lab/images/debian.sh "$fw" "$scratch" >/dev/null
+    rm -f "$scratch"/*
+  done
+) >"$images_log" 2>&1 &
+images_pid=$!
 step "static migrd-init (x86_64, aarch64) and the lab's balena-reporter (x86_64, aarch64, armv7)"
 cargo build --locked -p migrd-init --profile init --target x86_64-unknown-linux-musl
 cargo build --locked -p migrd-init --profile init --target aarch64-unknown-linux-musl
@@ -38,6 +54,9 @@ cargo build --locked --profile ci --workspace --bins
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --profile ci --workspace --all-targets -- -D warnings
+step "the lab's Debian images (built in the background since the start)"
+wait "$images_pid" || { cat "$images_log" >&2; echo "building the lab's Debian images failed (log above)" >&2; exit 1; }
+cat "$images_log"
 step "tests (unit, integration, lab)"
 # cargo test would run its ~30 test binaries one after another, each with its
 # tests two at a time (the harness's default), so at the end of every lab

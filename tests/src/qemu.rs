@@ -47,6 +47,14 @@ pub struct Run {
 /// cores; only QEMU's scheduling of them changes.
 const PI_TCG: &str = "tcg";
 
+/// vCPUs of the x86 and arm `virt` guests: one. The lab runs one scenario
+/// per host core, so a guest's second vCPU only adds a thread competing
+/// for the same cores. Measured on `migrate_bios` scenario 1 alone on an
+/// idle 2-core host: 2 vCPUs 157 s wall and 177 s of CPU, 1 vCPU 143 s
+/// wall and 144 s of CPU (a Debian boot to its prompt: 57 s of CPU with
+/// 2, 45 s with 1). Nothing migrd does needs a second CPU.
+const ONE_VCPU: &str = "1";
+
 /// A QEMU command being put together.
 #[derive(Clone, Debug)]
 pub struct Qemu {
@@ -67,7 +75,8 @@ impl Qemu {
         }
     }
 
-    /// An x86_64 PC (`-M pc`, SeaBIOS) with 512 MiB, 2 CPUs, no display, no
+    /// An x86_64 PC (`-M pc`, SeaBIOS) with 512 MiB, one CPU (see
+    /// [`ONE_VCPU`]), no display, no
     /// network, serial console to `<log_dir>/serial.log`, and a hardware
     /// watchdog (`i6300esb`, QEMU's default action: reset) that the old OS
     /// loads a driver for and the migration ramdisk arms: a ramdisk that
@@ -76,14 +85,14 @@ impl Qemu {
         let accel = std::env::var("MIGRD_LAB_ACCEL").unwrap_or_else(|_| "tcg".into());
         let mut q = Qemu::bare("qemu-system-x86_64", log_dir);
         q.args([
-            "-accel", &accel, "-m", "512", "-smp", "2", "-display", "none",
+            "-accel", &accel, "-m", "512", "-smp", ONE_VCPU, "-display", "none",
         ]);
         q.args(["-monitor", "none", "-no-reboot", "-nic", "none"]);
         q.args(["-device", "i6300esb"]);
         q
     }
 
-    /// QEMU's arm64 `virt` machine (Cortex-A57, TCG), 512 MiB, 2 CPUs, no
+    /// QEMU's arm64 `virt` machine (Cortex-A57, TCG), 512 MiB, one CPU, no
     /// display, no network, and a hardware watchdog on its PCIe bus
     /// (`i6300esb`: `virt` has none of its own; Debian's arm64 kernel has
     /// the driver); add the firmware (`-bios`) and disks.
@@ -102,7 +111,7 @@ impl Qemu {
     fn arm_virt(log_dir: &Path, bin: &str, cpu: &str) -> Self {
         let mut q = Qemu::bare(bin, log_dir);
         q.args(["-accel", "tcg", "-M", "virt", "-cpu", cpu, "-m", "512"]);
-        q.args(["-smp", "2", "-display", "none", "-monitor", "none"]);
+        q.args(["-smp", ONE_VCPU, "-display", "none", "-monitor", "none"]);
         q.args(["-no-reboot", "-nic", "none"]);
         q
     }
