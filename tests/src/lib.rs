@@ -6,6 +6,8 @@
 //! - [`qemu`]: start QEMU with the serial console in a file, wait for exit
 //!   or a pattern, kill on timeout, keep the logs.
 //! - [`events`]: the JSON step events migrd-init prints on the console.
+//! - [`power_cut`]: cutting a device's power at a stage-2 event, and
+//!   putting its disks back to cut again from the same point.
 //! - [`rpi_firmware`]: an emulator of the Raspberry Pi firmware's file
 //!   selection (not the firmware), for the Raspberry Pi scenarios.
 //! - [`scenario_rpi`]: a Raspberry Pi 3 booted in QEMU's `raspi3b` with
@@ -20,6 +22,8 @@ pub mod guest;
 #[cfg(feature = "images")]
 pub mod images;
 pub mod paths;
+#[cfg(feature = "images")]
+pub mod power_cut;
 pub mod qemu;
 pub mod report;
 pub mod rpi_firmware;

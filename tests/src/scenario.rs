@@ -107,10 +107,16 @@ impl Lab {
     /// Boot Debian to its shell, with the tools disk mounted on /mnt.
     pub fn debian(&self, name: &str) -> Result<Guest> {
         let mut g = legacy::boot(&self.qemu, name)?;
-        g.run_ok(
-            &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt"),
-            Duration::from_secs(60),
-        )?;
+        mount_tools(&mut g)?;
+        Ok(g)
+    }
+
+    /// Log in to boot `g`, which is coming up in Debian, and mount the
+    /// tools disk on /mnt.
+    pub fn log_in(&self, mut g: Guest) -> Result<Guest> {
+        g.login(legacy::PROMPT, legacy::BOOT_TIMEOUT)
+            .with_context(|| format!("Debian's prompt in {}", g.log().display()))?;
+        mount_tools(&mut g)?;
         Ok(g)
     }
 
@@ -150,6 +156,14 @@ impl Lab {
         g.shutdown(STEP)?;
         Ok(status)
     }
+}
+
+fn mount_tools(g: &mut Guest) -> Result<()> {
+    g.run_ok(
+        &format!("mount -o ro LABEL={TOOLS_LABEL} /mnt"),
+        Duration::from_secs(60),
+    )?;
+    Ok(())
 }
 
 /// The canary file at `path` in the guest still has SHA-256 `want`: the

@@ -24,6 +24,9 @@ pub struct UbootLab {
     pub qemu: Qemu,
     /// SHA-256 of the device's canary file.
     pub canary_sha256: String,
+    /// The device's disk (raw): a power-cut test copies it to restore a
+    /// state.
+    pub disk: std::path::PathBuf,
     /// When preparation started.
     pub t0: Instant,
     /// The board the device is.
@@ -84,6 +87,7 @@ pub fn lab_on(scenario: &str, board: Board) -> Result<UbootLab> {
         logs,
         qemu,
         canary_sha256: dev.canary_sha256,
+        disk: dev.disk,
         t0,
         board,
     })

@@ -26,10 +26,11 @@ use migrd_lab::events::{find, said};
 use migrd_lab::guest::Guest;
 use migrd_lab::images::arm64_legacy::{Arch, Board, BOOTLIMIT, FW_ENV_FILE};
 use migrd_lab::images::{arm64_legacy, balena};
+use migrd_lab::power_cut::{cut_when, Saved};
 use migrd_lab::scenario::stage2_events;
 use migrd_lab::scenario::{
-    check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
-    API_KEY, OFFLINE, STEP,
+    check_balena_reports, check_canary, check_ramdisk_migrated, check_ramdisk_stopped_at_verify,
+    corrupt_cmd, API_KEY, OFFLINE, STEP,
 };
 use migrd_lab::scenario_uboot::{balena_boot, lab_on, UbootLab};
 use std::time::Duration;
@@ -135,9 +136,12 @@ fn migrate_on(board: Board, scenario: &str) -> Result<()> {
 }
 
 /// Fallback: the ramdisk copy on the boot partition is corrupted after
-/// arming → U-Boot clears the flag and boots it → verify fails before the
-/// point of no return → reset → U-Boot runs the board's own script → the
-/// old OS, canary intact, flag 0, `migrd status` says why.
+/// arming, then the power is cut (no reboot: what arming wrote is on the
+/// disk when `migrd migrate` returns) → U-Boot clears the flag and boots
+/// the ramdisk → verify fails before the point of no return → reset →
+/// U-Boot runs the board's own script → the old OS, canary intact, flag 0,
+/// `migrd status` says why. On the arm64 board, then: the armed disk put
+/// back, the power cut as the ramdisk starts (see [`cut_at_start`]).
 fn fallback_on(board: Board, scenario: &str) -> Result<()> {
     let lab = lab_on(scenario, board)?;
     let mut g = lab.old_os("1-old-os")?;
@@ -156,9 +160,8 @@ fn fallback_on(board: Board, scenario: &str) -> Result<()> {
         Duration::from_secs(120),
     )?;
     eprintln!("{flipped}");
-    g.send_line("reboot")?;
-    g.wait_exit(STEP)?;
-    restarted(&g.serial(), "1-old-os")?;
+    g.kill();
+    let armed = Saved::take(&lab.logs.join("armed"), &[&lab.disk])?;
 
     let serial = lab.unattended("2-ramdisk")?;
     ensure!(
@@ -174,7 +177,42 @@ fn fallback_on(board: Board, scenario: &str) -> Result<()> {
         status.contains("FAILED at step 'verify'") && status.contains("sha256"),
         "{status}"
     );
+    if board == Board::Virt {
+        cut_at_start(&lab, &armed)?;
+    }
     done(&lab, scenario);
+    Ok(())
+}
+
+/// From the armed disk, the power cut as the ramdisk starts: U-Boot had
+/// cleared the one-shot flag before it loaded the ramdisk, so the next
+/// boot is the old OS (canary intact, flag 0); `migrd status` says it is
+/// still armed, and `migrd cancel` undoes the arming.
+fn cut_at_start(lab: &UbootLab, armed: &Saved) -> Result<()> {
+    armed.restore()?;
+    let mut g = Guest::start(&lab.qemu, "4-ramdisk-cut-at-start")?;
+    cut_when(&mut g, "start", None, |_| true, &lab.board.prompt())?;
+    let mut g = lab.old_os("5-old-os")?;
+    check_canary(&mut g, arm64_legacy::CANARY, &lab.canary_sha256)?;
+    let flag = g.run_ok(
+        &format!("cat {}", arm64_legacy::ONESHOT_FLAG),
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        flag.trim_end_matches('\0').trim() == "migrd_oneshot=0",
+        "one-shot flag not cleared by U-Boot: {flag:?}"
+    );
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    eprintln!("migrd status after a cut as the ramdisk started:\n{status}");
+    ensure!(status.contains("run `migrd cancel`"), "{status}");
+    g.run_ok("/mnt/migrd cancel", STEP)?;
+    let after = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    ensure!(
+        after.contains("no migration armed"),
+        "after cancel: {after}"
+    );
+    g.send_line("poweroff")?;
+    g.wait_exit(STEP)?;
     Ok(())
 }
 

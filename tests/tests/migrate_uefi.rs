@@ -14,9 +14,10 @@ use anyhow::{ensure, Context, Result};
 use migrd_init::efi::load_option::LoadOption;
 use migrd_lab::guest::Guest;
 use migrd_lab::images::{balena, legacy};
+use migrd_lab::power_cut::{cut_when, Saved};
 use migrd_lab::scenario::{
-    check_balena_reports, check_ramdisk_migrated, check_ramdisk_stopped_at_verify, corrupt_cmd,
-    lab_on, migrate, Lab, STEP,
+    check_balena_reports, check_canary, check_ramdisk_migrated, check_ramdisk_stopped_at_verify,
+    corrupt_cmd, lab_on, migrate, Lab, STEP,
 };
 use migrd_lab::uefi_vars;
 use std::time::Duration;
@@ -208,18 +209,64 @@ fn check_back(lab: &Lab, name: &str) -> Result<String> {
 /// armed the boot → the ramdisk stops at verify, before the point of no
 /// return → the old Debian boots, canary intact, nothing armed left,
 /// `migrd status` says what failed.
+///
+/// Between arming and the ramdisk the power is cut instead of a reboot:
+/// what arming wrote (files on the ESP or /boot, grubenv, the firmware's
+/// Boot#### and BootNext) is on the disk and in the variable store when
+/// `migrd migrate` returns. For BootNext, then: the armed disk and variable
+/// store put back, the power cut as the ramdisk starts (see
+/// [`cut_at_start`]).
 fn fallback(scenario: &str, boot_via: &str, ramdisk: &str) -> Result<()> {
     let lab = lab_on(scenario, UEFI)?;
     let mut g = lab.debian("1-debian")?;
     arm(&mut g, "", &format!("--boot-via {boot_via}"))?;
     let flipped = g.run_ok(&corrupt_cmd(ramdisk), Duration::from_secs(120))?;
     eprintln!("{flipped}");
-    reboot(&mut g)?;
+    g.kill();
+    let vars = lab
+        .vars
+        .as_deref()
+        .context("a UEFI lab without a variable store")?;
+    let armed = Saved::take(&lab.logs.join("armed"), &[&lab.disk, vars])?;
     check_ramdisk_stopped_at_verify(&lab.unattended("2-ramdisk")?)?;
     let status = check_back(&lab, "3-debian")?;
     eprintln!("migrd status:\n{status}");
     ensure!(status.contains("FAILED at step 'verify'"), "{status}");
+    if boot_via == "efi" {
+        cut_at_start(&lab, &armed)?;
+    }
     done(&lab, scenario);
+    Ok(())
+}
+
+/// From the armed disk and variable store, the power cut as the ramdisk
+/// starts: the firmware deleted BootNext before it started the ramdisk,
+/// so the next boot is Debian (canary intact, no BootNext); `migrd status`
+/// says it is still armed, and `migrd cancel` removes the ramdisk's entry
+/// and files.
+fn cut_at_start(lab: &Lab, armed: &Saved) -> Result<()> {
+    armed.restore()?;
+    let mut g = Guest::start(&lab.qemu, "4-ramdisk-cut-at-start")?;
+    cut_when(&mut g, "start", None, |_| true, legacy::PROMPT)?;
+    let mut g = lab.debian("5-debian")?;
+    check_canary(&mut g, legacy::CANARY, &lab.canary_sha256)?;
+    let vars = efibootmgr(&mut g)?;
+    ensure!(!vars.contains("BootNext"), "BootNext left set: {vars}");
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    eprintln!("migrd status after a cut as the ramdisk started:\n{status}");
+    ensure!(status.contains("run `migrd cancel`"), "{status}");
+    g.run_ok("/mnt/migrd cancel", STEP)?;
+    let after = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    ensure!(
+        after.contains("no migration armed"),
+        "after cancel: {after}"
+    );
+    let vars = efibootmgr(&mut g)?;
+    ensure!(
+        !vars.contains("migrd"),
+        "the ramdisk's entry survived cancel: {vars}"
+    );
+    g.shutdown(STEP)?;
     Ok(())
 }
 

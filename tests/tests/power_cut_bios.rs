@@ -3,12 +3,17 @@
 //! lost, the disk keeps what reached it) at points of the migration, and
 //! the device is started again from the same disk.
 //!
-//! Both start from one disk whose power was cut the moment `migrd migrate
-//! --no-reboot` returned (no clean shutdown), armed once per run by the
-//! first test: each cut below first needs GRUB to boot the migration
-//! ramdisk from it.
+//! All three start from disks made once per run by the first test to
+//! need them: one armed by `migrd migrate --no-reboot` with its power cut
+//! the moment it returned (no clean shutdown; each cut of the ramdisk
+//! first needs GRUB to boot the migration ramdisk from it), and two copied
+//! while `migrd migrate` was paused between the arming's journaled changes
+//! (a lab hook).
 //!
-//! - `cuts_before_the_point_of_no_return_leave_debian_whole`: from that
+//! - `cuts_while_arming_leave_debian_and_an_undoable_arming`: the two
+//!   disks from the middle of the arming boot Debian (at once, or after
+//!   one boot of the ramdisk), and `migrd cancel` undoes what was armed.
+//! - `cuts_before_the_point_of_no_return_leave_debian_whole`: from the armed
 //!   disk, at each stage-2 step before the point of no return. Cuts before
 //!   the ramdisk's first word for the old OS (its `status` step) leave the
 //!   same disk (GRUB cleared `next_entry` when it booted the ramdisk;
@@ -26,11 +31,13 @@
 //! docs/lab.md, "Power cuts"); `MIGRD_LAB_POWER_CUTS=0` skips them.
 
 use anyhow::{bail, ensure, Context, Result};
+use migrd::migrate::PAUSE_HOOK;
 use migrd_lab::events::{self, summary};
 use migrd_lab::guest::Guest;
 use migrd_lab::images::{balena, legacy};
+use migrd_lab::power_cut::{copy_sparse, cut_when, old_os_or_ramdisk, Came};
 use migrd_lab::report;
-use migrd_lab::scenario::{lab, migrate, Lab, STEP};
+use migrd_lab::scenario::{check_canary, lab, Lab, OFFLINE, STEP};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,80 +54,130 @@ fn enabled() -> bool {
     on
 }
 
-/// The disk both tests start from: armed, then the power cut.
+/// The disks the tests start from: armed, then the power cut; and two
+/// taken while stage 1 armed.
 #[derive(Clone)]
 struct Armed {
-    /// The disk image, outside either test's log folder (whose disks are
+    /// The disk image, outside any test's log folder (whose disks are
     /// removed when the test ends).
     img: PathBuf,
     /// How long Debian took to come up to its shell in this run.
     debian_up: Duration,
+    /// Disks copied while `migrd migrate` paused between its journaled
+    /// changes (see [`copies_while_arming`]).
+    while_arming: Vec<WhileArming>,
+}
+
+/// The disk as a power cut right after change `n` of `of` of the arming
+/// would leave it.
+#[derive(Clone)]
+struct WhileArming {
+    n: usize,
+    of: usize,
+    img: PathBuf,
 }
 
 /// Arming takes a Debian boot and a `migrd migrate` (~100 s on 2 cores):
 /// done once per run, by whichever test comes first, in its lab.
 static ARMED: OnceLock<std::result::Result<Armed, String>> = OnceLock::new();
 
-/// Tests that still need [`ARMED`]; the last one to end removes the disk.
-static USERS: AtomicUsize = AtomicUsize::new(2);
+/// Tests that still need [`ARMED`]; the last one to end removes the disks.
+static USERS: AtomicUsize = AtomicUsize::new(3);
 
-/// A test's hold on the shared armed disk; dropped at its end.
+/// A test's hold on the shared armed disks; dropped at its end.
 struct ArmedHold(Armed);
 
 impl Drop for ArmedHold {
     fn drop(&mut self) {
         if USERS.fetch_sub(1, Ordering::SeqCst) == 1 {
             let _ = std::fs::remove_file(&self.0.img);
+            for w in &self.0.while_arming {
+                let _ = std::fs::remove_file(&w.img);
+            }
         }
     }
 }
 
-/// The shared armed disk, arming it in `lab` if no test has yet.
+/// The shared armed disks, arming in `lab` if no test has yet.
 fn shared_armed_disk(lab: &Lab) -> Result<ArmedHold> {
     let a = ARMED.get_or_init(|| arm_and_cut(lab).map_err(|e| format!("{e:#}")));
     match a {
         Ok(a) => Ok(ArmedHold(a.clone())),
-        Err(e) => bail!("arming (in the other test, or in this one) failed: {e}"),
+        Err(e) => bail!("arming (in another test, or in this one) failed: {e}"),
     }
 }
 
-/// Arm the migration in Debian (`migrd migrate --no-reboot`) and cut the
-/// power the moment it returns (no shutdown: whatever the guest kernel
-/// still held in its caches or only in the ext4 journal is lost to GRUB,
-/// which reads ext4 without replaying the journal); keep that disk.
-/// Every cut starts from it, so each one first proves that a power cut
-/// right after arming still boots the migration ramdisk (stage 1 writes
-/// the journal home before it says "armed"; see docs/migration.md, "Power
-/// cuts").
+/// Arm the migration in Debian (`migrd migrate --no-reboot`, paused by the
+/// lab hook after each journaled change: see [`copies_while_arming`]) and
+/// cut the power the moment it returns (no shutdown: whatever the guest
+/// kernel still held in its caches or only in the ext4 journal is lost to
+/// GRUB, which reads ext4 without replaying the journal); keep that disk.
+/// Every cut of the ramdisk starts from it, so each one first proves that
+/// a power cut right after arming still boots the migration ramdisk
+/// (stage 1 writes the journal home before it says "armed"; see
+/// docs/migration.md, "Power cuts").
 fn arm_and_cut(lab: &Lab) -> Result<Armed> {
     let mut g = lab.debian("1-debian")?;
     let debian_up = g.elapsed();
-    let out = migrate(&mut g, "", "--no-reboot")?;
-    g.kill();
-    ensure!(out.code == 0, "migrd migrate failed:\n{}", out.text);
-    ensure!(
-        out.text
-            .contains("armed: next boot runs the migration ramdisk"),
-        "{}",
-        out.text
-    );
     let dir = migrd_lab::paths::lab_dir().join("logs/power-cut-bios-armed");
     std::fs::create_dir_all(&dir)?;
+    g.send_line(&format!(
+        "cd /root && (MIGRD_TEST_HOOK={PAUSE_HOOK} /mnt/migrd migrate -c /mnt/config.json \
+         -i /mnt/balena.img.gz --no-ack {OFFLINE} --no-reboot 2>&1; echo migrd-lab-exit=$?) &"
+    ))?;
+    let while_arming = copies_while_arming(&mut g, &lab.disk, &dir)?;
+    g.wait_for("migrd-lab-exit=", STEP)?;
+    let code = g.wait_for("\n", Duration::from_secs(30))?;
+    g.kill();
+    ensure!(
+        code.trim() == "0",
+        "migrd migrate failed (exit {}): see {}",
+        code.trim(),
+        g.log().display()
+    );
+    ensure!(
+        g.serial()
+            .contains("armed: next boot runs the migration ramdisk"),
+        "migrd migrate did not say it armed: see {}",
+        g.log().display()
+    );
     let img = dir.join("armed.img");
     copy_sparse(&lab.disk, &img)?;
     eprintln!("armed and cut in {:.1}s", lab.t0.elapsed().as_secs_f64());
-    Ok(Armed { img, debian_up })
+    Ok(Armed {
+        img,
+        debian_up,
+        while_arming,
+    })
 }
 
-fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
-    let st = std::process::Command::new("cp")
-        .args(["--sparse=always", "-f"])
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("cp")?;
-    ensure!(st.success(), "cp {} {}", from.display(), to.display());
-    Ok(())
+/// Let `migrd migrate`, paused by the lab hook after each journaled change
+/// of the arming, go on change by change; after the last two, copy the
+/// disk into `dir` as a power cut then would leave it (whatever the guest
+/// had written to its disk: what it synced, and maybe more): GRUB's
+/// custom.cfg written but `next_entry` not yet set, and `next_entry` set
+/// but the ext4 journal not yet written home.
+fn copies_while_arming(g: &mut Guest, disk: &Path, dir: &Path) -> Result<Vec<WhileArming>> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        g.wait_for(&format!("change {n} of "), STEP)?;
+        let of = g.wait_for(" applied", Duration::from_secs(30))?;
+        let of: usize = of
+            .trim_end_matches(" applied")
+            .trim()
+            .parse()
+            .with_context(|| format!("the pause hook's count: {of:?}"))?;
+        if n + 1 >= of {
+            let img = dir.join(format!("after-change-{n}-of-{of}.img"));
+            copy_sparse(disk, &img)?;
+            out.push(WhileArming { n, of, img });
+        }
+        g.send_line(&format!("touch /run/migrd-lab-continue-{n}"))?;
+        if n >= of {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
@@ -148,34 +205,7 @@ fn cut_at(
 ) -> Result<String> {
     copy_sparse(armed, &lab.disk)?;
     let mut g = Guest::start(&lab.qemu, name)?;
-    let t0 = std::time::Instant::now();
-    loop {
-        let serial = g.serial();
-        let ev = events::parse(&serial);
-        let hit = ev
-            .iter()
-            .any(|e| e["step"] == step && status.map_or(true, |s| e["status"] == s) && pick(e));
-        if hit {
-            g.kill();
-            return Ok(serial);
-        }
-        ensure!(
-            !serial.contains(legacy::PROMPT),
-            "{name}: Debian booted, not the migration ramdisk (GRUB did not see the armed boot): {:?}",
-            summary(&ev)
-        );
-        ensure!(
-            g.exited()?.is_none(),
-            "{name}: QEMU exited before the cut at {step}: {:?}",
-            summary(&ev)
-        );
-        ensure!(
-            t0.elapsed() < STEP,
-            "{name}: no {step} event: {:?}",
-            summary(&ev)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cut_when(&mut g, step, status, pick, legacy::PROMPT)
 }
 
 /// Power cut after arming, then at each stage-2 step before the point of
@@ -223,6 +253,68 @@ fn cuts_before_the_point_of_no_return_leave_debian_whole() -> Result<()> {
         "pre-PONR cuts: passed in {:.1}s",
         lab.t0.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Power cuts while stage 1 arms (the lab hook holds `migrd migrate`
+/// after each journaled change): after GRUB's custom.cfg is written but
+/// before `next_entry` is set, and after `next_entry` is set but before
+/// stage 1 writes the ext4 journal home. Each disk comes up in Debian, at
+/// once or through the migration ramdisk (then cut as it starts: GRUB
+/// cleared `next_entry` when it booted it); Debian has its canary,
+/// `migrd status` says what is left armed, and `migrd cancel` removes it.
+#[test]
+#[ignore = "lab: needs QEMU, the lab kernel and images (tests/lab/setup.sh); run by tests/lab/test.sh"]
+fn cuts_while_arming_leave_debian_and_an_undoable_arming() -> Result<()> {
+    if !enabled() {
+        return Ok(());
+    }
+    let lab = lab("power-cut-bios-arming")?;
+    let hold = shared_armed_disk(&lab)?;
+    ensure!(
+        hold.0.while_arming.len() == 2,
+        "expected copies after the last two changes of the arming"
+    );
+    for w in &hold.0.while_arming {
+        let name = format!("2-cut-after-change-{}-of-{}", w.n, w.of);
+        copy_sparse(&w.img, &lab.disk)?;
+        let mut g = Guest::start(&lab.qemu, &name)?;
+        let came = old_os_or_ramdisk(&mut g, legacy::PROMPT)?;
+        eprintln!("{name}: came up in {came:?}");
+        ensure!(
+            came == Came::OldOs || w.n == w.of,
+            "{name}: the ramdisk booted before next_entry was set"
+        );
+        let g = match came {
+            Came::OldOs => lab.log_in(g)?,
+            Came::Ramdisk => {
+                g.kill();
+                lab.debian(&format!("{name}-then-debian"))?
+            }
+        };
+        debian_whole_and_cancel(&lab, g, &name)?;
+    }
+    eprintln!(
+        "cuts while arming: passed in {:.1}s",
+        lab.t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// In Debian after a cut while arming: canary intact, `migrd status` names
+/// what is left, and `migrd cancel` leaves nothing armed.
+fn debian_whole_and_cancel(lab: &Lab, mut g: Guest, name: &str) -> Result<()> {
+    check_canary(&mut g, legacy::CANARY, &lab.canary_sha256)?;
+    let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    eprintln!("{name}: migrd status:\n{status}");
+    ensure!(status.contains("run `migrd cancel`"), "{name}: {status}");
+    g.run_ok("/mnt/migrd cancel", STEP)?;
+    let after = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+    ensure!(
+        after.contains("no migration armed"),
+        "{name}: after cancel: {after}"
+    );
+    g.shutdown(STEP)?;
     Ok(())
 }
 

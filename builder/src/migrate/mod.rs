@@ -22,17 +22,16 @@ use crate::kernel_source::KernelSource;
 use crate::ramdisk::{self, CarriedFile, RamdiskSpec};
 use anyhow::{bail, Context, Result};
 use migrd_bootloaders::StrategyKind;
-use migrd_init::plan::{
-    BootPlan, InjectTarget, LogSettings, PayloadRole, StatusLocation, TestHooks,
-};
+use migrd_init::plan::{BootPlan, InjectTarget, LogSettings, PayloadRole, StatusLocation};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 /// Status file name in migrd's folder on /boot.
 pub const STATUS_FILE: &str = "status.json";
 
-/// Environment variable for lab-only plan hooks (`exit-after=plan`).
-pub const TEST_HOOK_ENV: &str = "MIGRD_TEST_HOOK";
+mod lab_hooks;
+use lab_hooks::{corrupt_for_lab, pause_for_lab, test_hooks};
+pub use lab_hooks::{CORRUPT_HOOK, CORRUPT_IMAGE_HOOK, PAUSE_HOOK, TEST_HOOK_ENV};
 
 fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<StrategyKind> {
     let k = match a.boot_via {
@@ -79,53 +78,6 @@ fn confirm(summary: &str) -> Result<()> {
         bail!("not confirmed; nothing was changed");
     }
     Ok(())
-}
-
-/// Lab-only stage 1 hook: flip one byte of the built ramdisk before it is
-/// armed, standing for a payload damaged between stage 1 and stage 2 (the
-/// kexec strategy reads the ramdisk when it loads it, so the lab cannot
-/// damage it afterwards as it does with the copy on /boot).
-pub const CORRUPT_HOOK: &str = "corrupt-ramdisk";
-
-/// Lab-only stage 1 hook: flip one byte near the end of the image file
-/// after the checks decoded and hashed it and before the ramdisk packs it,
-/// standing for an image that changes under migrd (a second download, a
-/// failing disk). The plan keeps the hash of what was checked, so stage 2
-/// refuses the packed copy at verify, before the point of no return.
-pub const CORRUPT_IMAGE_HOOK: &str = "corrupt-image-after-check";
-
-/// Flip the byte 1000 bytes before the end of `path` (inside the payload,
-/// the stored segment's last file).
-fn corrupt_for_lab(path: &Path) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let at = f.metadata()?.len().saturating_sub(1000);
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(at))?;
-    f.read_exact(&mut b)?;
-    b[0] ^= 0xff;
-    f.seek(SeekFrom::Start(at))?;
-    f.write_all(&b)?;
-    f.sync_all()?;
-    log::warn!(
-        "{TEST_HOOK_ENV}={CORRUPT_HOOK}: flipped byte {at} of {}",
-        path.display()
-    );
-    Ok(())
-}
-
-fn test_hooks() -> TestHooks {
-    match std::env::var(TEST_HOOK_ENV) {
-        Ok(v) => TestHooks {
-            exit_after: v.strip_prefix("exit-after=").map(str::to_string),
-            hang_at: v.strip_prefix("hang-at=").map(str::to_string),
-            wedge_at: v.strip_prefix("wedge-at=").map(str::to_string),
-        },
-        Err(_) => TestHooks::default(),
-    }
 }
 
 /// The device type change `--change-dt-to` asks of the API after the
@@ -239,11 +191,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
 
     let (mut files, dt_change) = config_and_network_files(&g, &a)?;
 
-    let work = if root == Path::new("/") {
-        a.work_dir.clone()
-    } else {
-        root.join(a.work_dir.strip_prefix("/").unwrap_or(&a.work_dir))
-    };
+    let work = work_folder(root, &a.work_dir);
     std::fs::create_dir_all(&work)
         .with_context(|| format!("creating work folder {}", work.display()))?;
     files.extend(backup_file(&g, &work)?);
@@ -265,9 +213,6 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     };
     let prepared = armer.prepare(&ctx)?;
 
-    let work = root.join(a.work_dir.strip_prefix("/").unwrap_or(&a.work_dir));
-    std::fs::create_dir_all(&work)
-        .with_context(|| format!("creating work folder {}", work.display()))?;
     let init = elf_check::check_init_file(&init_binary::locate(arch)?, arch)?;
     let spec = RamdiskSpec {
         arch,
@@ -335,6 +280,18 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         let _ = std::fs::remove_file(work.join("backup.tgz"));
     }
     result
+}
+
+/// Where `-w/--work-dir` points: as given on the running system (a
+/// relative path is relative to the current folder), inside `root` when
+/// migrd works on another root (`--root`, the tests). Decided once: the
+/// backup, the ramdisk's work copy and their cleanup all use it.
+fn work_folder(root: &Path, work_dir: &Path) -> std::path::PathBuf {
+    if root == Path::new("/") {
+        work_dir.to_path_buf()
+    } else {
+        root.join(work_dir.strip_prefix("/").unwrap_or(work_dir))
+    }
 }
 
 /// The filesystem of the `-l` log device, by UUID (device names move).
@@ -415,7 +372,7 @@ fn arm_and_maybe_reboot(
     // A strategy without file changes (kexec) leaves no journal behind.
     if !changes.is_empty() {
         let mut j = Journaled::begin(ctx.root)?;
-        for c in &changes {
+        for (i, c) in changes.iter().enumerate() {
             if let Err(e) = j.apply(c) {
                 let undone = j.revert();
                 return Err(e.context(format!(
@@ -426,6 +383,7 @@ fn arm_and_maybe_reboot(
                     }
                 )));
             }
+            pause_for_lab(i + 1, changes.len());
         }
         write_home(ctx.root, &changes);
         println!("armed: next boot runs the migration ramdisk once (`migrd cancel` undoes this)");
@@ -462,4 +420,30 @@ fn write_home(root: &Path, changes: &[migrd_bootloaders::change::Change]) {
 
 fn grub_label(t: InjectTarget) -> &'static str {
     migrd_init::inject::label(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::work_folder;
+    use std::path::Path;
+
+    #[test]
+    fn the_work_folder_is_the_flag_on_the_running_system_and_inside_another_root() {
+        // The default `-w .` is the current folder, not the root folder:
+        // the backup and the ramdisk's work copy land (and are cleaned up)
+        // in one place.
+        assert_eq!(work_folder(Path::new("/"), Path::new(".")), Path::new("."));
+        assert_eq!(
+            work_folder(Path::new("/"), Path::new("/var/tmp/m")),
+            Path::new("/var/tmp/m")
+        );
+        assert_eq!(
+            work_folder(Path::new("/fixture"), Path::new("/var/tmp/m")),
+            Path::new("/fixture/var/tmp/m")
+        );
+        assert_eq!(
+            work_folder(Path::new("/fixture"), Path::new(".")),
+            Path::new("/fixture/.")
+        );
+    }
 }
