@@ -61,7 +61,7 @@ fn verdict(devices: &[WatchdogDevice]) -> CheckResult {
             )
         }
     };
-    let limit = match w.max_timeout {
+    let limit = match w.timeout_limit() {
         Some(m) if m < DEFAULT_WATCHDOG_TIMEOUT_SECS => {
             format!(" (the driver allows at most {m} s)")
         }
@@ -147,6 +147,23 @@ mod tests {
             r.message.contains("built in")
                 && r.message
                     .contains("15 s timeout (the driver allows at most 15 s)"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn a_driver_limit_of_zero_is_no_limit() {
+        // What the lab's emulated Pi 3 reports for bcm2835_wdt.
+        let r = verdict(&[dev(
+            "watchdog0",
+            "bcm2835_wdt",
+            "Broadcom BCM2835 Watchdog timer",
+            Some(0),
+        )]);
+        assert_eq!(r.status, Status::Pass);
+        assert!(
+            r.message.contains("60 s timeout and") && !r.message.contains("at most"),
             "{}",
             r.message
         );

@@ -50,11 +50,19 @@ impl WatchdogDevice {
             || self.identity.as_deref() == Some("Software Watchdog")
     }
 
+    /// The largest timeout the driver accepts, when it says: a
+    /// `max_timeout` of 0 means the driver leaves it to the watchdog core
+    /// (which pets hardware with a shorter reach itself; `bcm2835_wdt` on
+    /// a Pi), not "at most 0 s".
+    pub fn timeout_limit(&self) -> Option<u32> {
+        self.max_timeout.filter(|m| *m > 0)
+    }
+
     /// The timeout to ask for: [`DEFAULT_WATCHDOG_TIMEOUT_SECS`] within
     /// what the driver accepts.
     pub fn ramdisk_timeout(&self) -> u32 {
         let mut t = DEFAULT_WATCHDOG_TIMEOUT_SECS;
-        if let Some(max) = self.max_timeout.filter(|m| *m > 0) {
+        if let Some(max) = self.timeout_limit() {
             t = t.min(max);
         }
         if let Some(min) = self.min_timeout {
