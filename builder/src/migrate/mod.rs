@@ -191,7 +191,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
 
     let (mut files, dt_change) = config_and_network_files(&g, &a)?;
 
-    let work = work_folder(root, &a.work_dir);
+    let work = work_folder(root, &a.work_dir)?;
     std::fs::create_dir_all(&work)
         .with_context(|| format!("creating work folder {}", work.display()))?;
     files.extend(backup_file(&g, &work)?);
@@ -282,15 +282,17 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     result
 }
 
-/// Where `-w/--work-dir` points: as given on the running system (a
-/// relative path is relative to the current folder), inside `root` when
-/// migrd works on another root (`--root`, the tests). Decided once: the
-/// backup, the ramdisk's work copy and their cleanup all use it.
-fn work_folder(root: &Path, work_dir: &Path) -> std::path::PathBuf {
+/// Where `-w/--work-dir` points, as an absolute path (the arming copies
+/// the ramdisk from it by path): on the running system as given, a
+/// relative path taken from the current folder; inside `root` when migrd
+/// works on another root (`--root`, the tests). Decided once: the backup,
+/// the ramdisk's work copy and their cleanup all use it.
+fn work_folder(root: &Path, work_dir: &Path) -> Result<std::path::PathBuf> {
     if root == Path::new("/") {
-        work_dir.to_path_buf()
+        std::path::absolute(work_dir)
+            .with_context(|| format!("-w/--work-dir {}", work_dir.display()))
     } else {
-        root.join(work_dir.strip_prefix("/").unwrap_or(work_dir))
+        Ok(root.join(work_dir.strip_prefix("/").unwrap_or(work_dir)))
     }
 }
 
@@ -431,19 +433,20 @@ mod tests {
     fn the_work_folder_is_the_flag_on_the_running_system_and_inside_another_root() {
         // The default `-w .` is the current folder, not the root folder:
         // the backup and the ramdisk's work copy land (and are cleaned up)
-        // in one place.
-        assert_eq!(work_folder(Path::new("/"), Path::new(".")), Path::new("."));
+        // in one place, named absolutely (the arming copies from it).
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(work_folder(Path::new("/"), Path::new(".")).unwrap(), cwd);
         assert_eq!(
-            work_folder(Path::new("/"), Path::new("/var/tmp/m")),
+            work_folder(Path::new("/"), Path::new("w")).unwrap(),
+            cwd.join("w")
+        );
+        assert_eq!(
+            work_folder(Path::new("/"), Path::new("/var/tmp/m")).unwrap(),
             Path::new("/var/tmp/m")
         );
         assert_eq!(
-            work_folder(Path::new("/fixture"), Path::new("/var/tmp/m")),
+            work_folder(Path::new("/fixture"), Path::new("/var/tmp/m")).unwrap(),
             Path::new("/fixture/var/tmp/m")
-        );
-        assert_eq!(
-            work_folder(Path::new("/fixture"), Path::new(".")),
-            Path::new("/fixture/.")
         );
     }
 }
