@@ -7,6 +7,7 @@ use anyhow::Result;
 use migrd_bootloaders::grub::{env::GrubEnv, ENTRY_ID};
 use migrd_bootloaders::rpi::oneshot as rpi_oneshot;
 use migrd_bootloaders::uboot::restore_first as uboot_restore_first;
+use migrd_init::efi::vars::{EfiVars, DEFAULT_DIR as EFIVARS_DIR};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,23 @@ pub struct State {
     /// only meaningful then).
     #[serde(skip)]
     pub grub: bool,
+    /// When the arming set the firmware's `BootNext` (the undo journal
+    /// holds it): whether `BootNext` is still set. The firmware deletes it
+    /// as it starts the entry it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootnext_set: Option<bool>,
+}
+
+/// If the undo journal under `root` holds the firmware's `BootNext`:
+/// whether that variable is set now.
+fn bootnext_state(root: &Path) -> Option<bool> {
+    let j = Journaled::load(root).ok()?;
+    let name = j.entries().iter().find_map(|e| {
+        let n = e.path.strip_prefix(EFIVARS_DIR).ok()?.to_str()?;
+        n.starts_with("BootNext-").then(|| n.to_string())
+    })?;
+    let vars = EfiVars::new(under(root, EFIVARS_DIR));
+    Some(matches!(vars.read(&name), Ok(Some(_))))
 }
 
 /// Whether `path` with `text` is a boot file migrd edited to boot the
@@ -89,6 +107,7 @@ pub fn read(root: &Path) -> State {
             Vec::new()
         },
         grub,
+        bootnext_set: if armed { bootnext_state(root) } else { None },
     }
 }
 
@@ -128,6 +147,16 @@ pub fn describe(s: &State) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+        (None, false) if s.armed && s.bootnext_set == Some(true) => out.push(
+            "armed: the firmware's BootNext starts the migration ramdisk once, on the next boot"
+                .to_string(),
+        ),
+        (None, false) if s.armed && s.bootnext_set == Some(false) => out.push(
+            "armed, but the firmware's BootNext is no longer set: the firmware started the \
+             migration ramdisk (or someone cleared BootNext), and the ramdisk left no result: a \
+             power cut or reset before its first steps. This OS boots from now on"
+                .to_string(),
+        ),
         (None, false) if s.armed && s.grub => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
         (None, false) if s.armed => out.push(format!(
             "armed (the undo journal {} exists); the boot loader's one-shot state is not read here",
@@ -220,6 +249,42 @@ mod tests {
         assert!(!r.join("boot/grub/grubenv").exists());
         assert!(r.join("var/lib/migrd/last-status.json").exists());
         assert!(describe(&read(r)).contains("no migration armed"));
+    }
+
+    #[test]
+    fn bootnext_is_read_from_the_firmware_not_from_grub() {
+        use migrd_init::efi::vars::global;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        // A UEFI device with Debian's grubenv, armed through BootNext.
+        std::fs::create_dir_all(r.join("boot/grub")).unwrap();
+        let env = GrubEnv::default();
+        std::fs::write(r.join("boot/grub/grubenv"), env.to_block().unwrap()).unwrap();
+        let vars = r.join("sys/firmware/efi/efivars");
+        std::fs::create_dir_all(&vars).unwrap();
+        let mut j = Journaled::begin(r).unwrap();
+        j.apply(&Change::EfiVar {
+            name: global("BootNext"),
+            attributes: 7,
+            data: Some(vec![6, 0]),
+        })
+        .unwrap();
+        let text = describe(&read(r));
+        assert!(
+            text.contains("BootNext starts the migration ramdisk once") && !text.contains("GRUB"),
+            "{text}"
+        );
+        // The firmware deleted BootNext as it started the ramdisk, which
+        // then lost its power before its status step.
+        std::fs::remove_file(vars.join(global("BootNext"))).unwrap();
+        let text = describe(&read(r));
+        assert!(
+            text.contains("BootNext is no longer set")
+                && text.contains("power cut")
+                && text.contains("migrd cancel")
+                && !text.contains("GRUB"),
+            "{text}"
+        );
     }
 
     #[test]
