@@ -222,6 +222,13 @@ fn fallback(scenario: &str, boot_via: &str, ramdisk: &str) -> Result<()> {
     arm(&mut g, "", &format!("--boot-via {boot_via}"))?;
     let flipped = g.run_ok(&corrupt_cmd(ramdisk), Duration::from_secs(120))?;
     eprintln!("{flipped}");
+    if boot_via == "efi" {
+        let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
+        ensure!(
+            status.contains("BootNext starts the migration ramdisk once"),
+            "armed through BootNext, migrd status says: {status}"
+        );
+    }
     g.kill();
     let vars = lab
         .vars
@@ -254,7 +261,10 @@ fn cut_at_start(lab: &Lab, armed: &Saved) -> Result<()> {
     ensure!(!vars.contains("BootNext"), "BootNext left set: {vars}");
     let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
     eprintln!("migrd status after a cut as the ramdisk started:\n{status}");
-    ensure!(status.contains("run `migrd cancel`"), "{status}");
+    ensure!(
+        status.contains("BootNext is no longer set") && status.contains("run `migrd cancel`"),
+        "{status}"
+    );
     g.run_ok("/mnt/migrd cancel", STEP)?;
     let after = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
     ensure!(
