@@ -157,7 +157,7 @@ pub fn describe(s: &State) -> String {
              power cut or reset before its first steps. This OS boots from now on"
                 .to_string(),
         ),
-        (None, false) if s.armed && s.grub => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
+        (None, false) if s.armed && s.grub => out.push("armed, but GRUB will not boot the ramdisk (next_entry is not set): GRUB used it up without finding the ramdisk's entry (a power cut while or right after migrd armed, before the entry reached the disk: see docs/migration.md, \"Power cuts\"), the ramdisk ran without leaving a result, or someone changed grubenv".to_string()),
         (None, false) if s.armed => out.push(format!(
             "armed (the undo journal {} exists); the boot loader's one-shot state is not read here",
             Journaled::path(Path::new("/")).display()
