@@ -16,6 +16,7 @@
 //!   (like `scenario` for the x86 devices).
 //! - [`slots`]: a machine-wide limit on scenarios running at once.
 //! - [`uefi_vars`]: an OVMF variable store read from the host.
+//! - [`warm_start`]: a scenario's first Debian boot resumed from a snapshot.
 
 pub mod events;
 pub mod guest;
@@ -35,3 +36,5 @@ pub mod scenario_rpi;
 pub mod scenario_uboot;
 pub mod slots;
 pub mod uefi_vars;
+#[cfg(feature = "images")]
+pub mod warm_start;

@@ -183,6 +183,27 @@ impl Qemu {
         &self.log_dir
     }
 
+    /// The command line with the log folder written as `@`: two devices
+    /// with the same fingerprint differ only in their files' contents
+    /// (see [`crate::warm_start`]).
+    pub fn fingerprint(&self) -> String {
+        let dir = self.log_dir.display().to_string();
+        format!("{} {}", self.bin, self.args.join(" ")).replace(&dir, "@")
+    }
+
+    /// The same machine with its files (disks, variable store) and logs
+    /// in `dir` instead of the log folder, under the same names.
+    pub fn moved_to(&self, dir: &Path) -> Qemu {
+        let from = self.log_dir.display().to_string();
+        let to = dir.display().to_string();
+        Qemu {
+            bin: self.bin.clone(),
+            args: self.args.iter().map(|a| a.replace(&from, &to)).collect(),
+            log_dir: dir.to_path_buf(),
+            disks: self.disks,
+        }
+    }
+
     /// Start QEMU with `extra` arguments after the configured ones (e.g. a
     /// serial chardev), the command line in `<log_dir>/<stem>.cmd` and
     /// QEMU's own output in `<stem>.out`. The caller drives and reaps it

@@ -9,9 +9,11 @@ use crate::images::{balena, data_disk, legacy};
 use crate::paths;
 use crate::qemu::Qemu;
 use crate::report;
+use crate::warm_start;
 use anyhow::{ensure, Context, Result};
+use std::cell::Cell;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Label of the second disk that carries migrd into the guest.
 pub const TOOLS_LABEL: &str = "migrd-tools";
@@ -42,6 +44,9 @@ pub struct Lab {
     /// UEFI only: the device's OVMF variable store (read it from the host
     /// with `virt-fw-vars` once QEMU has exited).
     pub vars: Option<PathBuf>,
+    /// The disk's modification time while it is as built (no boot yet):
+    /// then its first boot may be a warm start ([`crate::warm_start`]).
+    fresh: Cell<Option<SystemTime>>,
 }
 
 /// The lab's config.json (a fleet of the synthetic image's device type).
@@ -83,15 +88,13 @@ pub fn lab_on(scenario: &str, firmware: legacy::Firmware) -> Result<Lab> {
     )?;
     std::fs::copy(&img.gz, stage.join("balena.img.gz"))?;
     std::fs::write(stage.join("config.json"), config_json())?;
-    let size = std::fs::metadata(&img.gz)?.len() + (64 << 20);
-    data_disk::ext4_disk(
-        &stage,
-        &logs.join("tools.img"),
-        TOOLS_LABEL,
-        (size >> 20) + 32,
-    )?;
+    // Room for the image and 96 MiB more, in steps of 64 MiB: the size
+    // is part of a warm start's key (crate::warm_start).
+    let size_mib = ((std::fs::metadata(&img.gz)?.len() >> 20) + 96).div_ceil(64) * 64;
+    data_disk::ext4_disk(&stage, &logs.join("tools.img"), TOOLS_LABEL, size_mib)?;
     let mut qemu = legacy::qemu_for(&dev, &logs);
-    qemu.disk(&logs.join("tools.img"), Some("TOOLS0001"));
+    qemu.disk(&logs.join("tools.img"), Some(warm_start::TOOLS_SERIAL));
+    let fresh = Cell::new(std::fs::metadata(&dev.disk)?.modified().ok());
     Ok(Lab {
         logs,
         qemu,
@@ -100,15 +103,40 @@ pub fn lab_on(scenario: &str, firmware: legacy::Firmware) -> Result<Lab> {
         t0,
         firmware,
         vars: dev.vars,
+        fresh,
     })
 }
 
 impl Lab {
-    /// Boot Debian to its shell, with the tools disk mounted on /mnt.
+    /// Boot Debian to its shell, with the tools disk mounted on /mnt. The
+    /// first boot of the disk as built is resumed from a snapshot when one
+    /// can be had ([`crate::warm_start`]); every other boot is cold.
     pub fn debian(&self, name: &str) -> Result<Guest> {
-        let mut g = legacy::boot(&self.qemu, name)?;
+        let mut g = match self.warm_first_boot(name) {
+            Some(g) => g,
+            None => legacy::boot(&self.qemu, name)?,
+        };
         mount_tools(&mut g)?;
         Ok(g)
+    }
+
+    fn warm_first_boot(&self, name: &str) -> Option<Guest> {
+        let built = self.fresh.take()?;
+        let now = std::fs::metadata(&self.disk).and_then(|m| m.modified());
+        if now.ok() != Some(built) {
+            return None;
+        }
+        let tools = self.logs.join("tools.img");
+        warm_start::first_boot(
+            &warm_start::Device {
+                qemu: &self.qemu,
+                disk: &self.disk,
+                tools: &tools,
+                vars: self.vars.as_deref(),
+                canary: &self.canary_sha256,
+            },
+            name,
+        )
     }
 
     /// Log in to boot `g`, which is coming up in Debian, and mount the
