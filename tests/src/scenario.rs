@@ -47,6 +47,8 @@ pub struct Lab {
     /// The disk's modification time while it is as built (no boot yet):
     /// then its first boot may be a warm start ([`crate::warm_start`]).
     fresh: Cell<Option<SystemTime>>,
+    /// Whether the first boot was resumed from a snapshot.
+    resumed: Cell<bool>,
 }
 
 /// The lab's config.json (a fleet of the synthetic image's device type).
@@ -104,6 +106,7 @@ pub fn lab_on(scenario: &str, firmware: legacy::Firmware) -> Result<Lab> {
         firmware,
         vars: dev.vars,
         fresh,
+        resumed: Cell::new(false),
     })
 }
 
@@ -113,11 +116,20 @@ impl Lab {
     /// can be had ([`crate::warm_start`]); every other boot is cold.
     pub fn debian(&self, name: &str) -> Result<Guest> {
         let mut g = match self.warm_first_boot(name) {
-            Some(g) => g,
+            Some(g) => {
+                self.resumed.set(true);
+                g
+            }
             None => legacy::boot(&self.qemu, name)?,
         };
         mount_tools(&mut g)?;
         Ok(g)
+    }
+
+    /// Whether the first boot was resumed from a snapshot (it then showed
+    /// no firmware, GRUB or kernel boot output).
+    pub fn resumed_first_boot(&self) -> bool {
+        self.resumed.get()
     }
 
     fn warm_first_boot(&self, name: &str) -> Option<Guest> {
@@ -167,6 +179,22 @@ impl Lab {
         name: &str,
         extra: impl FnOnce(&mut Guest) -> Result<()>,
     ) -> Result<String> {
+        let (mut g, status) = self.back_in_debian_with(name, extra)?;
+        g.shutdown(STEP)?;
+        Ok(status)
+    }
+
+    /// Like [`Lab::check_back_in_debian`], leaving Debian running for more
+    /// (such as arming again) in the same boot.
+    pub fn back_in_debian(&self, name: &str) -> Result<(Guest, String)> {
+        self.back_in_debian_with(name, |_| Ok(()))
+    }
+
+    fn back_in_debian_with(
+        &self,
+        name: &str,
+        extra: impl FnOnce(&mut Guest) -> Result<()>,
+    ) -> Result<(Guest, String)> {
         let mut g = self.debian(name)?;
         extra(&mut g)?;
         check_canary(&mut g, legacy::CANARY, &self.canary_sha256)?;
@@ -181,8 +209,7 @@ impl Lab {
             "next_entry not cleared: {env}"
         );
         let status = g.run_ok("/mnt/migrd status", Duration::from_secs(60))?;
-        g.shutdown(STEP)?;
-        Ok(status)
+        Ok((g, status))
     }
 }
 
