@@ -39,23 +39,12 @@ CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_mus
   CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
   cargo build --locked -p migrd --bin migrd --profile ci --target aarch64-unknown-linux-musl
 cargo build --locked -p migrd --bin migrd --profile ci --target armv7-unknown-linux-gnueabihf
-step "stage 2's unit tests on the ARM targets, under qemu-user"
-# The numbers in ioctls and syscalls differ between 32- and 64-bit kernels
-# (BLKGETSIZE64 once failed every armv7 flash): run migrd-init's own tests
-# as armv7 and aarch64 binaries; the ioctl tests use a real loop device.
-CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER=qemu-arm-static \
-  cargo test --locked --profile ci -p migrd-init --target armv7-unknown-linux-gnueabihf --lib
-CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
-  CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
-  cargo test --locked --profile ci -p migrd-init --target aarch64-unknown-linux-musl --lib
 # No separate build of the host binaries: `cargo test --workspace` below
 # builds them (the lab boots those), with the dev-dependencies' features
 # unified in, so an earlier `cargo build --bins` was compiled a second
 # time (measured: migrd, its two workspace crates and lzma-rust2, 2.5 min).
-step "format and lints"
+step "format"
 cargo fmt --all -- --check
-cargo clippy --locked --profile ci --workspace --all-targets -- -D warnings
 step "the lab's Debian images (built in the background since the start)"
 wait "$images_pid" || { cat "$images_log" >&2; echo "building the lab's Debian images failed (log above)" >&2; exit 1; }
 cat "$images_log"
@@ -89,14 +78,42 @@ while IFS=$'\t' read -r dir name exe; do
 done <"$runs/binaries.tsv"
 [ ${#name_of[@]} -gt 0 ] || { echo "no test binaries in $runs/build.json" >&2; exit 1; }
 printf '[tests] %s test binaries started\n' "${#name_of[@]}"
+# Lints and stage 2's unit tests on the ARM targets run beside the lab, at
+# the lowest priority: nothing in the lab needs them, and the lab leaves
+# cores idle (watchdog and guard timeouts, a last scenario running alone),
+# which they fill; before, they held up the first scenario by ~6 minutes.
+# The numbers in ioctls and syscalls differ between 32- and 64-bit kernels
+# (BLKGETSIZE64 once failed every armv7 flash): migrd-init's own tests run
+# as armv7 and aarch64 binaries under qemu-user; the ioctl tests use a real
+# loop device. No other cargo command runs from here on, so they do not
+# wait on cargo's lock.
+checks_log=$runs/lints-and-arm-unit-tests.log
+(
+  set -e
+  renice -n 19 -p "$BASHPID" >/dev/null
+  cargo clippy --locked --profile ci --workspace --all-targets -- -D warnings
+  CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER=qemu-arm-static \
+    cargo test --locked --profile ci -p migrd-init --target armv7-unknown-linux-gnueabihf --lib
+  CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
+    CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
+    cargo test --locked --profile ci -p migrd-init --target aarch64-unknown-linux-musl --lib
+) >"$checks_log" 2>&1 &
+checks_pid=$!
+checks_rc=
 while [ ${#name_of[@]} -gt 0 ]; do
   rc=0; wait -n -p pid || rc=$?
+  if [ "$pid" = "$checks_pid" ]; then checks_rc=$rc; continue; fi
   [ -n "${name_of[$pid]+set}" ] || continue
   name=${name_of[$pid]}; unset "name_of[$pid]"
   printf '\n==> [tests] %s: exit %s after %s s\n' "$name" "$rc" "$((SECONDS - ${started_at[$pid]}))"
   cat "${log_of[$pid]}"
   [ "$rc" = 0 ] || failed+=("$name")
 done
+if [ -z "$checks_rc" ]; then checks_rc=0; wait "$checks_pid" || checks_rc=$?; fi
+printf '\n==> lints (clippy) and stage 2 unit tests on armv7 and aarch64: exit %s\n' "$checks_rc"
+cat "$checks_log"
+[ "$checks_rc" = 0 ] || failed+=("clippy or the ARM unit tests")
 if [ ${#failed[@]} -gt 0 ]; then
   printf '\n[tests] FAILED: %s (logs in %s)\n' "${failed[*]}" "$runs" >&2
   exit 1
