@@ -134,7 +134,9 @@ fn make(dev: &Device, dir: &Path) -> Result<()> {
     }
     let blank = std::fs::File::create(dir.join(file_name(dev.tools)?))?;
     blank.set_len(std::fs::metadata(dev.tools)?.len())?;
-    let sock = std::env::temp_dir().join(format!("migrd-warm-{}.qmp", std::process::id()));
+    // One socket per snapshot: two tests of one binary may make two at once.
+    let key = dir.file_stem().and_then(|k| k.to_str()).unwrap_or("x");
+    let sock = std::env::temp_dir().join(format!("migrd-warm-{}-{key}.qmp", std::process::id()));
     let _ = std::fs::remove_file(&sock);
     let mut q = dev.qemu.moved_to(dir);
     q.args([
