@@ -8,7 +8,7 @@
 //! (logged in and made scriptable by [`Guest::login`]):
 //! - `state`: QEMU's migration stream of the running machine (RAM, CPU,
 //!   devices), written with `migrate exec:` and read back with
-//!   `-incoming exec:` (QEMU 7.2 has no `file:` migration);
+//!   `-incoming exec:` (works in every QEMU; `file:` needs 8.2 or later);
 //! - the device's disk and, on UEFI, its variable store, copied after QEMU
 //!   quit, so they hold exactly what the stopped guest had written;
 //! - the tools disk was attached but blank and never mounted: after the
