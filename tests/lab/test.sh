@@ -22,23 +22,24 @@ mkdir -p "$(dirname "$images_log")"
   done
 ) >"$images_log" 2>&1 &
 images_pid=$!
-step "static migrd-init (x86_64, aarch64) and the lab's balena-reporter (x86_64, aarch64, armv7)"
-cargo build --locked -p migrd-init --profile init --target x86_64-unknown-linux-musl
-cargo build --locked -p migrd-init --profile init --target aarch64-unknown-linux-musl
-cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target x86_64-unknown-linux-musl
-cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target aarch64-unknown-linux-musl
-cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init --target armv7-unknown-linux-gnueabihf
-step "static ARM builds: migrd-init and migrd for aarch64 (musl) and armv7 (glibc + crt-static)"
-cargo build --locked -p migrd-init --profile init --target armv7-unknown-linux-gnueabihf
+# One cargo command per package builds all of its targets at once: the
+# `init` profile's single-unit LTO links on one core, and with the targets
+# side by side the two cores link two of them at a time.
+step "static migrd-init (x86_64, aarch64, armv7) and the lab's balena-reporter for the same targets"
+arm_targets=(--target aarch64-unknown-linux-musl --target armv7-unknown-linux-gnueabihf)
+cargo build --locked -p migrd-init --profile init --target x86_64-unknown-linux-musl "${arm_targets[@]}"
+cargo build --locked -p migrd-lab --bin balena-reporter --no-default-features --profile init \
+  --target x86_64-unknown-linux-musl "${arm_targets[@]}"
+step "migrd for aarch64 (musl) and armv7 (glibc + crt-static)"
 # migrd links C libzstd and liblzma. No aarch64 musl C toolchain is packaged
 # in Debian, so Debian's aarch64 cross gcc compiles them (they call only
 # memory, string and pthread functions, which musl provides with the same
 # ABI); outline atomics off because musl has no __aarch64_* helpers. The
-# qemu-user smoke test decodes zstd and xz with the result.
+# qemu-user smoke test decodes zstd and xz with the result. The variables
+# name the aarch64 target only; armv7 uses Debian's armhf cross gcc.
 CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar \
   CFLAGS_aarch64_unknown_linux_musl=-mno-outline-atomics \
-  cargo build --locked -p migrd --bin migrd --profile ci --target aarch64-unknown-linux-musl
-cargo build --locked -p migrd --bin migrd --profile ci --target armv7-unknown-linux-gnueabihf
+  cargo build --locked -p migrd --bin migrd --profile ci "${arm_targets[@]}"
 # No separate build of the host binaries: `cargo test --workspace` below
 # builds them (the lab boots those), with the dev-dependencies' features
 # unified in, so an earlier `cargo build --bins` was compiled a second

@@ -34,18 +34,28 @@ pub struct Run {
     pub log: PathBuf,
 }
 
-/// TCG for the Raspberry Pi machines, whose four cores cannot be fewer.
-/// `thread=single` (one host thread runs all four vCPUs in turn) was
-/// tried and is off again: in its first full CI run a Pi 2 old OS did not
-/// reach its prompt in time (with other load on the host, so not proven
-/// to be the cause); multi-threaded TCG is what every earlier green run
-/// used. Notes from the trial: The lab runs one
-/// scenario per host core, so four threads per Pi oversubscribe a 2-core
-/// host; a CI run's Pi 2 guest reported "soft lockup - CPU#2 stuck for
-/// 49s". Measured on two Pi 3 scenarios run together: the same wall time
-/// under heavier load and 13% less CPU time. The guest still sees four
-/// cores; only QEMU's scheduling of them changes.
-const PI_TCG: &str = "tcg";
+/// TCG for `raspi3b` (the Pi 3 and Pi 4 scenarios): one host thread runs
+/// the machine's four vCPUs in turn (`thread=single`). With a thread per
+/// vCPU (QEMU's default for Arm guests) the arm64 kernel's early boot
+/// crawls: it changes kernel page tables and code tens of thousands of
+/// times (the linear map, then 44,279 ftrace call sites patched one at a
+/// time), each followed by a TLB flush broadcast to all CPUs, which QEMU
+/// runs as work all four threads must stop for. Measured on an idle 2-core
+/// host with Debian's 6.1.0-57-arm64 on the Pi 3 model: the kernel's
+/// messages up to its ftrace patching came after 35 s with a thread per
+/// vCPU and after 1.6 s with one thread, the old OS's shell after 51.6 s
+/// and 9.4 s; the whole of `migrate_rpi` scenario 1 took 374 s of wall and
+/// 486 s of CPU time against 289 s and 274 s. The guest still sees four
+/// cores.
+const PI3_TCG: &str = "tcg,thread=single";
+
+/// TCG for `raspi2b` (the Pi 2 scenarios): one host thread per vCPU. With
+/// `thread=single` Debian's armhf kernel (6.1.0-57-armmp) stops for good
+/// right after "uart-pl011 3f201000.serial: no DMA platform data" (before
+/// its SD card is found; tried alone and two at a time on this host), so
+/// the Pi 2 keeps QEMU's default and its slower boot (about 80 s to the
+/// shell).
+const PI2_TCG: &str = "tcg";
 
 /// vCPUs of the x86 and arm `virt` guests: one. The lab runs one scenario
 /// per host core, so a guest's second vCPU only adds a thread competing
@@ -125,11 +135,11 @@ impl Qemu {
     /// `bcm2835_wdt` driver) ends QEMU; a kernel without that driver halts
     /// instead, and the machine never exits.
     ///
-    /// TCG as [`PI_TCG`] says.
+    /// TCG as [`PI3_TCG`] says.
     pub fn raspi3b(log_dir: &Path) -> Self {
         let mut q = Qemu::bare("qemu-system-aarch64", log_dir);
         q.args([
-            "-accel", PI_TCG, "-M", "raspi3b", "-m", "1G", "-display", "none",
+            "-accel", PI3_TCG, "-M", "raspi3b", "-m", "1G", "-display", "none",
         ]);
         q.args(["-monitor", "none", "-no-reboot"]);
         q
@@ -140,7 +150,7 @@ impl Qemu {
     pub fn raspi2b(log_dir: &Path) -> Self {
         let mut q = Qemu::bare("qemu-system-arm", log_dir);
         q.args([
-            "-accel", PI_TCG, "-M", "raspi2b", "-m", "1G", "-display", "none",
+            "-accel", PI2_TCG, "-M", "raspi2b", "-m", "1G", "-display", "none",
         ]);
         q.args(["-monitor", "none", "-no-reboot"]);
         q
