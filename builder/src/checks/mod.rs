@@ -1,13 +1,17 @@
 //! Checks: everything that can make a migration fail, decided before
 //! anything on the device changes. Each check reports pass, warn, fail or
-//! skip with a reason; only `fail` blocks.
+//! skip with a reason; only `fail` blocks. The boot-strategy check also
+//! chooses the one-shot boot path: `migrd check` reports that choice and
+//! `migrd migrate` arms it ([`Verdict`]).
 //!
 //! ```no_run
 //! # use migrd::{probe, inputs::gather, checks};
 //! let facts = probe::probe(std::path::Path::new("/"));
 //! let g = gather::gather(&facts, &gather::Request::default());
-//! let results = checks::run(&facts, &g, &checks::Options::default());
-//! assert!(checks::all_passed(&results) || true);
+//! let verdict = checks::run(&facts, &g, &checks::Options::default());
+//! if verdict.failed() == 0 {
+//!     println!("would arm {}", verdict.strategy_to_arm().unwrap());
+//! }
 //! ```
 
 pub mod boot;
@@ -108,9 +112,38 @@ impl Default for Options {
     }
 }
 
+/// What the checks found: every result, and the one-shot boot strategy
+/// the boot-strategy check chose. `migrd check` reports that strategy and
+/// `migrd migrate` arms it: the decision is made once, here.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// Every check's result, in [`run`]'s order.
+    pub results: Vec<CheckResult>,
+    /// The strategy the boot-strategy check chose (`None` when it failed).
+    pub strategy: Option<StrategyKind>,
+}
+
+impl Verdict {
+    /// How many checks failed.
+    pub fn failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| r.status == Status::Fail)
+            .count()
+    }
+
+    /// The strategy `migrd migrate` arms: the one the boot-strategy check
+    /// chose, or an error when it chose none.
+    pub fn strategy_to_arm(&self) -> anyhow::Result<StrategyKind> {
+        self.strategy.ok_or_else(|| {
+            anyhow::anyhow!("no one-shot boot path is usable on this device; see `migrd check`")
+        })
+    }
+}
+
 /// Run every check, in a fixed order.
-pub fn run(facts: &Facts, g: &Gathered, opts: &Options) -> Vec<CheckResult> {
-    let mut v = vec![
+pub fn run(facts: &Facts, g: &Gathered, opts: &Options) -> Verdict {
+    let mut results = vec![
         device::root(facts),
         device::os(facts, opts),
         inputs::config(g),
@@ -129,11 +162,109 @@ pub fn run(facts: &Facts, g: &Gathered, opts: &Options) -> Vec<CheckResult> {
         inputs::network(facts, g, opts),
         inputs::backup(g),
     ];
-    v.push(boot::strategy(facts, opts).0);
-    v
+    let (result, strategy) = boot::strategy(facts, opts);
+    results.push(result);
+    Verdict { results, strategy }
 }
 
-/// True when no check failed.
-pub fn all_passed(results: &[CheckResult]) -> bool {
-    results.iter().all(|r| r.status != Status::Fail)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::gather::{gather, Request};
+    use crate::probe::firmware::{Firmware, GrubFacts};
+    use migrd_bootloaders::kexec::{ImageFacts, ImageKind, KexecFacts};
+
+    fn options(boot_via: Option<StrategyKind>) -> Options {
+        Options {
+            boot_via,
+            ..Options::default()
+        }
+    }
+
+    /// A BIOS machine with GRUB installed but its grubenv not writable, and
+    /// a kernel kexec can start.
+    fn bios_with_read_only_grubenv() -> Facts {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = crate::probe::probe(d.path());
+        f.boot.firmware = Firmware::Bios;
+        f.boot.grub = Some(GrubFacts {
+            dir: "/boot/grub".into(),
+            fstype: Some("ext4".into()),
+            env_writable: false,
+            reason: Some("/boot/grub/grubenv is on a read-only filesystem".into()),
+        });
+        f.boot.kexec = KexecFacts {
+            release: Some("6.1.0-50-amd64".into()),
+            syscall: true,
+            sysfs: true,
+            kexec_file: Some(true),
+            sig_verify: Some(true),
+            disabled: false,
+            lockdown: None,
+            secure_boot: None,
+            image: Some(ImageFacts {
+                path: "/boot/vmlinuz-6.1.0-50-amd64".into(),
+                kind: ImageKind::BzImage,
+                signed: Some(false),
+            }),
+        };
+        f
+    }
+
+    /// `migrate` once chose GRUB whenever GRUB was installed while `check`
+    /// reported kexec: the strategy `migrate` arms is now the one `check`
+    /// reports.
+    #[test]
+    fn bios_with_a_read_only_grubenv_arms_kexec_as_check_reports() {
+        let f = bios_with_read_only_grubenv();
+        let g = gather(&f, &Request::default());
+        let v = run(&f, &g, &options(None));
+        assert_eq!(v.strategy, Some(StrategyKind::Kexec));
+        assert_eq!(v.strategy_to_arm().unwrap(), StrategyKind::Kexec);
+        let line = v.results.last().unwrap();
+        assert_eq!(line.name, "boot-strategy");
+        assert!(line.message.starts_with("kexec: "), "{}", line.message);
+        // Asking for GRUB fails the check, and migrate has nothing to arm.
+        let v = run(&f, &g, &options(Some(StrategyKind::Grub)));
+        assert_eq!(v.strategy, None);
+        assert!(v.failed() >= 1);
+        let e = v.strategy_to_arm().unwrap_err().to_string();
+        assert!(e.contains("migrd check"), "{e}");
+    }
+
+    /// On every fixture tree and with every `--boot-via`, the boot-strategy
+    /// line names the strategy the verdict carries (the one `migrate`
+    /// arms), and fails exactly when there is none.
+    #[test]
+    fn the_boot_strategy_line_names_the_strategy_migrate_arms_on_every_fixture() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&fixtures).unwrap() {
+            let root = entry.unwrap().path();
+            if !root.is_dir() {
+                continue;
+            }
+            seen += 1;
+            let f = crate::probe::probe(&root);
+            let g = gather(&f, &Request::default());
+            for via in std::iter::once(None).chain(StrategyKind::ALL.map(Some)) {
+                let v = run(&f, &g, &options(via));
+                let line = v.results.last().unwrap();
+                let at = format!("{} --boot-via {via:?}", root.display());
+                match v.strategy {
+                    Some(k) => {
+                        assert_ne!(line.status, Status::Fail, "{at}");
+                        assert!(
+                            line.message.starts_with(&format!("{k}: ")),
+                            "{at}: {}",
+                            line.message
+                        );
+                        assert!(via.is_none_or(|w| w == k), "{at}");
+                    }
+                    None => assert_eq!(line.status, Status::Fail, "{at}"),
+                }
+            }
+        }
+        assert!(seen >= 5, "only {seen} fixtures in {}", fixtures.display());
+    }
 }

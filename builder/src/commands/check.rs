@@ -2,7 +2,7 @@
 //! `--json` prints the facts and results for machines.
 
 use super::migrate_args::MigrateArgs;
-use crate::checks::{self, boot, CheckResult, Status};
+use crate::checks::{self, boot, CheckResult, Status, Verdict};
 use crate::inputs::config_json::ConfigSummary;
 use crate::inputs::gather::{self, Gathered, ImageInput};
 use crate::inputs::image_check::ImageInfo;
@@ -108,8 +108,7 @@ pub struct Report {
 }
 
 /// Build the report.
-pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, results: Vec<CheckResult>) -> Report {
-    let (_, chosen) = boot::strategy(f, &a.check_options());
+pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, verdict: &Verdict) -> Report {
     Report {
         device: DeviceReport {
             model: f.board.model.clone(),
@@ -128,7 +127,7 @@ pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, results: Vec<CheckResult
         boot: BootReport {
             firmware: f.boot.firmware,
             secure_boot: f.boot.secure_boot,
-            strategy: chosen.map(|k| k.name().to_string()),
+            strategy: verdict.strategy.map(|k| k.name().to_string()),
             strategies: boot::candidates(f, &a.check_options()),
         },
         disks: DisksReport {
@@ -156,7 +155,7 @@ pub fn report(f: &Facts, g: &Gathered, a: &MigrateArgs, results: Vec<CheckResult
             .as_ref()
             .map(|n| n.profiles.clone())
             .unwrap_or_default(),
-        checks: results,
+        checks: verdict.results.clone(),
         notes: a.ignored_notes(),
     }
 }
@@ -175,11 +174,11 @@ pub fn gather_request(a: &MigrateArgs) -> gather::Request {
 }
 
 /// Probe, gather and check: the library entry point the migrate flow reuses.
-pub fn evaluate(root: &std::path::Path, a: &MigrateArgs) -> (Facts, Gathered, Vec<CheckResult>) {
+pub fn evaluate(root: &std::path::Path, a: &MigrateArgs) -> (Facts, Gathered, Verdict) {
     let facts = probe::probe(root);
     let g = gather::gather(&facts, &gather_request(a));
-    let results = checks::run(&facts, &g, &a.check_options());
-    (facts, g, results)
+    let verdict = checks::run(&facts, &g, &a.check_options());
+    (facts, g, verdict)
 }
 
 /// Print a check report for people.
@@ -244,9 +243,9 @@ pub fn apply_log_level(a: &MigrateArgs) {
 /// Run `migrd check`.
 pub fn run(a: CheckArgs) -> anyhow::Result<()> {
     apply_log_level(&a.migrate);
-    let (facts, g, results) = evaluate(&a.root, &a.migrate);
-    let failed = results.iter().filter(|r| r.status == Status::Fail).count();
-    let r = report(&facts, &g, &a.migrate, results);
+    let (facts, g, verdict) = evaluate(&a.root, &a.migrate);
+    let failed = verdict.failed();
+    let r = report(&facts, &g, &a.migrate, &verdict);
     let json = serde_json::to_string_pretty(&r)?;
     if a.migrate.json {
         println!("{json}");

@@ -11,7 +11,6 @@ pub mod kexec_file;
 pub mod restart2;
 pub mod status;
 
-use crate::checks::{self, Status};
 use crate::commands::check::{apply_log_level, evaluate, print_text, report};
 use crate::commands::migrate_args::MigrateArgs;
 use crate::elf_check;
@@ -21,7 +20,6 @@ use crate::journal::Journaled;
 use crate::kernel_source::KernelSource;
 use crate::ramdisk::{self, CarriedFile, RamdiskSpec};
 use anyhow::{bail, Context, Result};
-use migrd_bootloaders::StrategyKind;
 use migrd_init::plan::{BootPlan, InjectTarget, LogSettings, PayloadRole, StatusLocation};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -32,38 +30,6 @@ pub const STATUS_FILE: &str = "status.json";
 mod lab_hooks;
 use lab_hooks::{corrupt_for_lab, pause_for_lab, test_hooks};
 pub use lab_hooks::{CORRUPT_HOOK, CORRUPT_IMAGE_HOOK, PAUSE_HOOK, TEST_HOOK_ENV};
-
-fn choose_strategy(a: &MigrateArgs, facts: &crate::probe::Facts) -> Result<StrategyKind> {
-    let k = match a.boot_via {
-        Some(k) => k,
-        // UEFI: the same order as the boot-strategy check.
-        None if facts.boot.firmware == crate::probe::firmware::Firmware::Uefi => {
-            crate::checks::boot::order(facts)
-                .into_iter()
-                .find(|k| crate::checks::boot::usable(facts, *k, &a.check_options()).is_ok())
-                .context(
-                    "no one-shot boot path is usable on this UEFI machine; see `migrd check`",
-                )?
-        }
-        // U-Boot: the same order and decision as the boot-strategy check.
-        None if facts.boot.firmware == crate::probe::firmware::Firmware::Uboot => {
-            crate::checks::boot::order(facts)
-                .into_iter()
-                .find(|k| crate::checks::boot::usable(facts, *k, &a.check_options()).is_ok())
-                .context(
-                    "no one-shot boot path is usable on this U-Boot board; see `migrd check`",
-                )?
-        }
-        None if facts.boot.grub.is_some() => StrategyKind::Grub,
-        // A Raspberry Pi: tryboot where it is usable, else the config.txt edit.
-        None if facts.boot.rpi.is_some() => [StrategyKind::RpiTryboot, StrategyKind::RpiConfig]
-            .into_iter()
-            .find(|k| crate::checks::boot::usable(facts, *k, &a.check_options()).is_ok())
-            .unwrap_or(StrategyKind::RpiConfig),
-        None => bail!("no supported one-shot boot path found on this device; see `migrd check`"),
-    };
-    Ok(k)
-}
 
 fn confirm(summary: &str) -> Result<()> {
     println!("{summary}");
@@ -161,14 +127,14 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     for n in a.ignored_notes() {
         log::warn!("{n}");
     }
-    let (facts, g, results) = evaluate(root, &a);
-    let failed = results.iter().filter(|r| r.status == Status::Fail).count();
-    let rep = report(&facts, &g, &a, results.clone());
-    print_text(&rep);
-    if failed > 0 || !checks::all_passed(&results) {
+    let (facts, g, verdict) = evaluate(root, &a);
+    print_text(&report(&facts, &g, &a, &verdict));
+    let failed = verdict.failed();
+    if failed > 0 {
         bail!("{failed} check(s) failed; nothing was changed");
     }
-    let strategy = choose_strategy(&a, &facts)?;
+    // The strategy `migrd check` reports, decided once by the checks.
+    let strategy = verdict.strategy_to_arm()?;
     let arch = facts
         .arch
         .context("this CPU architecture has no migrd stage 2")?;
