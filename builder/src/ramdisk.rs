@@ -224,17 +224,71 @@ fn image_facts(spec: &RamdiskSpec) -> Result<payload::FileFacts> {
 /// so a failed build never leaves a half file under the final name.
 pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
     let small = choose_compression(spec)?;
-    let closure = match &spec.kernel.modules {
+    let closure = module_closure(spec)?;
+    let mut core = core_tree(spec, &closure)?;
+    let mut stored = Tree::new();
+    let mut payload = vec![place_image(spec, &mut core, &mut stored)?];
+    let (carried, inject) = place_carried_files(&spec.files, &mut core, &mut stored)?;
+    payload.extend(carried);
+    let plan = plan_for(spec, &closure, payload, inject)?;
+    let plan_json = plan.to_json()?;
+    core.insert("plan.json", private_file(plan_json.clone().into_bytes()))?;
+
+    let mut segments = vec![Segment {
+        compression: small,
+        tree: core,
+    }];
+    if !stored.is_empty() {
+        segments.push(Segment {
+            compression: SegmentCompression::None,
+            tree: stored,
+        });
+    }
+    let (initramfs, size, placed) = write_segments(&segments, out_dir)?;
+
+    let cmdline = format!("{BASE_CMDLINE} {}", spec.cmdline_extra)
+        .trim()
+        .to_string();
+    write_private(&out_dir.join("plan.json"), plan_json.as_bytes())?;
+    std::fs::write(out_dir.join("cmdline.txt"), format!("{cmdline}\n"))?;
+
+    Ok(Built {
+        plan,
+        initramfs,
+        initramfs_size: size,
+        segments: segments.iter().map(|s| s.compression).zip(placed).collect(),
+        modules: closure,
+        kernel_release: spec.kernel.release.clone(),
+        cmdline,
+    })
+}
+
+/// A file only root reads, with these bytes.
+fn private_file(bytes: Vec<u8>) -> Node {
+    Node::File {
+        perm: 0o600,
+        source: Source::Bytes(bytes),
+    }
+}
+
+/// The modules the ramdisk carries: the default set, the device's own
+/// drivers and `--module`s, with their dependencies.
+fn module_closure(spec: &RamdiskSpec) -> Result<Closure> {
+    match &spec.kernel.modules {
         Some(idx) => kmod::resolve(
             idx,
             &kmod::wanted::default_set(),
             &spec.extra_modules,
             spec.kernel.config.as_ref(),
-        )?,
-        None if spec.extra_modules.is_empty() => Closure::default(),
+        ),
+        None if spec.extra_modules.is_empty() => Ok(Closure::default()),
         None => bail!("--module needs the kernel's modules: pass --modules-dir"),
-    };
+    }
+}
 
+/// The compressed segment's tree without the plan: the init, the console
+/// node, the mount points, the strategy's saved files and the modules.
+fn core_tree(spec: &RamdiskSpec, closure: &Closure) -> Result<Tree> {
     let mut core = Tree::new();
     core.insert(
         "init",
@@ -255,13 +309,7 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         core.insert(d, Node::Dir { perm: 0o755 })?;
     }
     for (path, bytes) in &spec.ramdisk_files {
-        core.insert(
-            path.trim_start_matches('/'),
-            Node::File {
-                perm: 0o600,
-                source: Source::Bytes(bytes.clone()),
-            },
-        )?;
+        core.insert(path.trim_start_matches('/'), private_file(bytes.clone()))?;
     }
     for m in &closure.files {
         core.insert(
@@ -272,65 +320,79 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
             },
         )?;
     }
+    Ok(core)
+}
 
-    let mut stored = Tree::new();
-    let mut files = Vec::new();
+/// Put the image in the ramdisk and describe it for the plan.
+/// Compressed images go stored (compressing them again wastes time for
+/// nothing); raw images go in the compressed segment.
+fn place_image(spec: &RamdiskSpec, core: &mut Tree, stored: &mut Tree) -> Result<PayloadFile> {
     let img = image_facts(spec)?;
     if img.size == 0 {
         bail!("image {} is empty", spec.image.display());
     }
-    let img_path = payload_name(img.compression);
-    let img_node = Node::File {
+    let path = payload_name(img.compression);
+    let node = Node::File {
         perm: 0o600,
         source: Source::File {
             path: spec.image.clone(),
             size: img.size,
         },
     };
-    // Compressed images go stored (compressing them again wastes time for
-    // nothing); raw images go in the compressed segment.
     if img.compression == Compression::None {
-        core.insert(&img_path, img_node)?;
+        core.insert(&path, node)?;
     } else {
-        stored.insert(&img_path, img_node)?;
+        stored.insert(&path, node)?;
     }
-    files.push(PayloadFile {
+    Ok(PayloadFile {
         role: PayloadRole::Image,
-        placement: Placement::Embedded { path: img_path },
+        placement: Placement::Embedded { path },
         size: img.size,
         sha256: img.sha256,
         compression: img.compression,
-    });
+    })
+}
+
+/// Put the carried files (config.json, network profiles, backup) under
+/// `/payload/`: their plan entries and where stage 2 injects them.
+fn place_carried_files(
+    files: &[CarriedFile],
+    core: &mut Tree,
+    stored: &mut Tree,
+) -> Result<(Vec<PayloadFile>, Vec<Injection>)> {
+    let mut payload = Vec::new();
     let mut inject = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for f in &spec.files {
+    for f in files {
         if f.name.contains('/') || !seen.insert(f.name.clone()) {
             bail!("carried file name '{}' is a path or used twice", f.name);
         }
         let path = format!("/payload/{}", f.name);
-        let (size, sha256) = match &f.source {
-            Source::Bytes(b) => (b.len() as u64, migrd_init::payload::sha256_hex(&b[..])?),
+        let (size, sha256, source) = match &f.source {
+            Source::Bytes(b) => (
+                b.len() as u64,
+                migrd_init::payload::sha256_hex(&b[..])?,
+                Source::Bytes(b.clone()),
+            ),
             Source::File { path: p, .. } => {
                 let facts = payload::facts(p)?;
-                (facts.size, facts.sha256)
+                let source = Source::File {
+                    path: p.clone(),
+                    size: facts.size,
+                };
+                (facts.size, facts.sha256, source)
             }
         };
         let node = Node::File {
             perm: 0o600,
-            source: match &f.source {
-                Source::Bytes(b) => Source::Bytes(b.clone()),
-                Source::File { path: p, .. } => Source::File {
-                    path: p.clone(),
-                    size,
-                },
-            },
+            source,
         };
         if f.compressed {
             stored.insert(&path, node)?;
         } else {
             core.insert(&path, node)?;
         }
-        files.push(PayloadFile {
+        payload.push(PayloadFile {
             role: f.role,
             placement: Placement::Embedded { path: path.clone() },
             size,
@@ -344,13 +406,22 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
             mode: f.inject.2,
         });
     }
+    Ok((payload, inject))
+}
 
+/// The plan stage 2 follows, checked.
+fn plan_for(
+    spec: &RamdiskSpec,
+    closure: &Closure,
+    payload: Vec<PayloadFile>,
+    inject: Vec<Injection>,
+) -> Result<Plan> {
     let plan = Plan {
         version: PLAN_VERSION,
         created_by: concat!("migrd ", env!("CARGO_PKG_VERSION")).into(),
         arch: spec.arch,
         target: spec.target.clone(),
-        payload: files,
+        payload,
         modules: closure.files.iter().map(|m| m.dest.clone()).collect(),
         boot: spec.boot.clone(),
         inject,
@@ -367,52 +438,26 @@ pub fn build(spec: &RamdiskSpec, out_dir: &Path) -> Result<Built> {
         }),
     };
     plan.validate()?;
-    let plan_json = plan.to_json()?;
-    core.insert(
-        "plan.json",
-        Node::File {
-            perm: 0o600,
-            source: Source::Bytes(plan_json.clone().into_bytes()),
-        },
-    )?;
+    Ok(plan)
+}
 
-    let mut segments = vec![Segment {
-        compression: small,
-        tree: core,
-    }];
-    if !stored.is_empty() {
-        segments.push(Segment {
-            compression: SegmentCompression::None,
-            tree: stored,
-        });
-    }
-
+/// Write the segments to `out_dir/initramfs.img` through a temporary name,
+/// synced: its path, size and where each segment landed.
+fn write_segments(
+    segments: &[Segment],
+    out_dir: &Path,
+) -> Result<(PathBuf, u64, Vec<WrittenSegment>)> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let final_path = out_dir.join("initramfs.img");
     let tmp = out_dir.join(".initramfs.img.part");
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let (w, placed) = write_initramfs(BufWriter::with_capacity(1 << 20, f), &segments)
+    let (w, placed) = write_initramfs(BufWriter::with_capacity(1 << 20, f), segments)
         .with_context(|| format!("writing {}", tmp.display()))?;
     let f = w.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
     let size = f.metadata()?.len();
     std::fs::rename(&tmp, &final_path)?;
-
-    let cmdline = format!("{BASE_CMDLINE} {}", spec.cmdline_extra)
-        .trim()
-        .to_string();
-    write_private(&out_dir.join("plan.json"), plan_json.as_bytes())?;
-    std::fs::write(out_dir.join("cmdline.txt"), format!("{cmdline}\n"))?;
-
-    Ok(Built {
-        plan,
-        initramfs: final_path,
-        initramfs_size: size,
-        segments: segments.iter().map(|s| s.compression).zip(placed).collect(),
-        modules: closure,
-        kernel_release: spec.kernel.release.clone(),
-        cmdline,
-    })
+    Ok((final_path, size, placed))
 }
 
 /// Write a file readable by its owner only (it may describe secrets' paths
