@@ -15,11 +15,13 @@ use crate::commands::check::{apply_log_level, evaluate, print_text, report};
 use crate::commands::migrate_args::MigrateArgs;
 use crate::elf_check;
 use crate::init_binary;
-use crate::inputs::gather::ImageInput;
+use crate::inputs::gather::{Gathered, ImageInput};
+use crate::inputs::image_check::ImageInfo;
 use crate::journal::Journaled;
 use crate::kernel_source::KernelSource;
 use crate::ramdisk::{self, CarriedFile, RamdiskSpec};
 use anyhow::{bail, Context, Result};
+use migrd_init::arch::Arch;
 use migrd_init::plan::{BootPlan, InjectTarget, LogSettings, PayloadRole, StatusLocation};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -127,36 +129,14 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
     for n in a.ignored_notes() {
         log::warn!("{n}");
     }
-    let (facts, g, verdict) = evaluate(root, &a);
-    print_text(&report(&facts, &g, &a, &verdict));
-    let failed = verdict.failed();
-    if failed > 0 {
-        bail!("{failed} check(s) failed; nothing was changed");
-    }
-    // The strategy `migrd check` reports, decided once by the checks.
-    let strategy = verdict.strategy_to_arm()?;
-    let arch = facts
-        .arch
-        .context("this CPU architecture has no migrd stage 2")?;
-
-    // The image was decoded to its end and validated by the checks above
-    // (-i) or by the download: nothing is armed for a damaged one.
-    let checked = match &g.image {
-        ImageInput::Local(Ok(info)) => (**info).clone(),
-        ImageInput::Local(Err(e)) => bail!("image: {e}"),
-        ImageInput::Download(_) => {
-            let opts = crate::balena_api::download::Options::default();
-            crate::commands::download::download_image(&a, &opts)?
-        }
-    };
-    let image = checked.path.clone();
+    let (facts, g, strategy, arch) = checked(root, &a)?;
+    let image = image_to_flash(&a, &g)?;
     if a.download_only {
-        println!("downloaded {}", image.display());
+        println!("downloaded {}", image.path.display());
         return Ok(());
     }
 
     let (mut files, dt_change) = config_and_network_files(&g, &a)?;
-
     let work = work_folder(root, &a.work_dir)?;
     std::fs::create_dir_all(&work)
         .with_context(|| format!("creating work folder {}", work.display()))?;
@@ -167,9 +147,6 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         .disks
         .root_disk()
         .context("cannot tell which single disk holds /")?;
-    let mut target = target_disk.target();
-    target.wait_secs = 60;
-    let status = status_location(root, &facts)?;
     let mut armer = arm::armer(strategy)?;
     let ctx = arm::Ctx {
         root,
@@ -178,16 +155,98 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         args: &a,
     };
     let prepared = armer.prepare(&ctx)?;
-
-    let init = elf_check::check_init_file(&init_binary::locate(arch)?, arch)?;
-    let spec = RamdiskSpec {
+    let image_path = image.path.clone();
+    let spec = ramdisk_spec(
+        &ctx,
         arch,
-        init,
+        armer.as_ref(),
+        &prepared,
+        target_disk,
+        image,
+        files,
+    )?;
+    if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_IMAGE_HOOK) {
+        corrupt_for_lab(&image_path)?;
+    }
+    let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
+    if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_HOOK) {
+        corrupt_for_lab(&built.initramfs)?;
+    }
+    let result = arm_and_maybe_reboot(
+        &ctx,
+        armer.as_ref(),
+        &image_path,
+        target_disk,
+        &built,
+        dt_change.as_ref(),
+    );
+    // The ramdisk was copied to /boot; the work copy is only for debugging.
+    if !a.no_cleanup {
+        let _ = std::fs::remove_dir_all(work.join("ramdisk"));
+        let _ = std::fs::remove_file(work.join("backup.tgz"));
+    }
+    result
+}
+
+/// Probe, gather and check, print the report, and stop unless every check
+/// passed: the facts, the inputs, the strategy `migrd check` reports
+/// (decided once, by the checks) and the CPU architecture of stage 2.
+fn checked(
+    root: &Path,
+    a: &MigrateArgs,
+) -> Result<(
+    crate::probe::Facts,
+    Gathered,
+    migrd_bootloaders::StrategyKind,
+    Arch,
+)> {
+    let (facts, g, verdict) = evaluate(root, a);
+    print_text(&report(&facts, &g, a, &verdict));
+    let failed = verdict.failed();
+    if failed > 0 {
+        bail!("{failed} check(s) failed; nothing was changed");
+    }
+    let strategy = verdict.strategy_to_arm()?;
+    let arch = facts
+        .arch
+        .context("this CPU architecture has no migrd stage 2")?;
+    Ok((facts, g, strategy, arch))
+}
+
+/// The image to flash, decoded to its end and validated: by the checks
+/// (`-i`) or by the download. Nothing is armed for a damaged one.
+fn image_to_flash(a: &MigrateArgs, g: &Gathered) -> Result<ImageInfo> {
+    match &g.image {
+        ImageInput::Local(Ok(info)) => Ok((**info).clone()),
+        ImageInput::Local(Err(e)) => bail!("image: {e}"),
+        ImageInput::Download(_) => {
+            let opts = crate::balena_api::download::Options::default();
+            crate::commands::download::download_image(a, &opts)
+        }
+    }
+}
+
+/// Everything that goes into this device's ramdisk.
+fn ramdisk_spec(
+    ctx: &arm::Ctx,
+    arch: Arch,
+    armer: &dyn arm::Armer,
+    prepared: &arm::Prepared,
+    target_disk: &crate::probe::disks::DiskInfo,
+    image: ImageInfo,
+    files: Vec<CarriedFile>,
+) -> Result<RamdiskSpec> {
+    let (a, facts, k) = (ctx.args, ctx.facts, ctx.kernel);
+    let mut target = target_disk.target();
+    target.wait_secs = 60;
+    Ok(RamdiskSpec {
+        arch,
+        init: elf_check::check_init_file(&init_binary::locate(arch)?, arch)?,
         kernel: KernelSource::resolve(Some(&k.release), Some(&k.modules_dir), k.config.as_deref())?,
         compression: None,
-        extra_modules: crate::kmod::needed::for_device(&facts, target_disk),
-        image: image.clone(),
-        image_check: Some(checked),
+        extra_modules: crate::kmod::needed::for_device(facts, target_disk),
+        image: image.path.clone(),
+        image_check: Some(image),
         files,
         target,
         boot: BootPlan {
@@ -197,7 +256,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
         log: LogSettings {
             level: a.s2_log_level.unwrap_or(a.log_level).stage2(),
             device: match &a.log_to {
-                Some(dev) => Some(log_device(root, dev)?),
+                Some(dev) => Some(log_device(ctx.root, dev)?),
                 None => None,
             },
         },
@@ -209,7 +268,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             .then(|| migrd_init::plan::EfiSetup {
                 old_partuuids: target_disk.partuuids.clone(),
             }),
-        status: Some(status),
+        status: Some(status_location(ctx.root, facts)?),
         test: test_hooks(),
         watchdog: if a.no_watchdog {
             migrd_init::plan::WatchdogPlan::default()
@@ -224,28 +283,7 @@ pub fn run_at(root: &Path, a: MigrateArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" "),
         ramdisk_files: prepared.ramdisk_files.clone(),
-    };
-    if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_IMAGE_HOOK) {
-        corrupt_for_lab(&image)?;
-    }
-    let built = ramdisk::build(&spec, &work.join("ramdisk"))?;
-    if std::env::var(TEST_HOOK_ENV).as_deref() == Ok(CORRUPT_HOOK) {
-        corrupt_for_lab(&built.initramfs)?;
-    }
-    let result = arm_and_maybe_reboot(
-        &ctx,
-        armer.as_ref(),
-        &image,
-        target_disk,
-        &built,
-        dt_change.as_ref(),
-    );
-    // The ramdisk was copied to /boot; the work copy is only for debugging.
-    if !a.no_cleanup {
-        let _ = std::fs::remove_dir_all(work.join("ramdisk"));
-        let _ = std::fs::remove_file(work.join("backup.tgz"));
-    }
-    result
+    })
 }
 
 /// Where `-w/--work-dir` points, as an absolute path (the arming copies
