@@ -169,27 +169,155 @@ pub fn write_image(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Report, FlashError> {
     let info = source::inspect(image)?;
-    let decoded_format = info.inner.as_ref().map(|i| i.0).unwrap_or(info.format);
-    let capacity = dev.capacity();
     // 1. What metadata and the caller say, against the target.
-    if let (Some(cap), Some(h)) = (capacity, info.hint) {
+    refuse_what_cannot_fit(image, &*dev, &info, opts)?;
+    // 2. Decode and write, first MiB held back.
+    let written = decode_and_write(image, dev, &info, opts, progress)?;
+    let total = written.total;
+    dev.grow_to(total).map_err(target_io(&*dev, "extending"))?;
+    dev.sync().map_err(target_io(&*dev, "flushing"))?;
+    // 3. Read back everything but the first MiB.
+    if opts.verify && total > HEAD as u64 {
+        dev.drop_cache().map_err(target_io(&*dev, "flushing"))?;
+        verify_range(
+            image,
+            &info,
+            opts,
+            dev,
+            &written.crcs,
+            HEAD as u64,
+            total,
+            info.input_len,
+            progress,
+        )?;
+    }
+    // 4. The first MiB, last.
+    write_head_last(image, dev, written.head.bytes(), opts.verify)?;
+    progress(&Progress {
+        phase: Phase::Finish,
+        bytes: total,
+        total: Some(total),
+        input_bytes: info.input_len,
+        input_total: info.input_len,
+    });
+    // 5. Partitions.
+    let reread = dev.reread_partitions()?;
+    Ok(Report {
+        format: info.format,
+        inner_format: info.inner.map(|i| i.0),
+        bytes: total,
+        sha256: written.sha256,
+        verified: opts.verify,
+        sector_size: dev.sector_size(),
+        partitions_reread: matches!(reread, Reread::Done { .. }),
+    })
+}
+
+/// Step 1: refuse an image whose metadata, or the caller, says it is
+/// larger than the target.
+fn refuse_what_cannot_fit(
+    image: &Path,
+    dev: &dyn Device,
+    info: &ImageInfo,
+    opts: &Options,
+) -> Result<(), FlashError> {
+    let Some(cap) = dev.capacity() else {
+        return Ok(());
+    };
+    if let Some(h) = info.hint {
         if h.is_lower_bound() && h.bytes > cap {
             return Err(too_large(image, dev, h.bytes, cap, h.source));
         }
     }
-    if let (Some(cap), Some(n)) = (capacity, opts.expected_size) {
+    if let Some(n) = opts.expected_size {
         if n > cap {
             return Err(too_large(image, dev, n, cap, "size given by the caller"));
         }
     }
+    Ok(())
+}
+
+/// The first MiB of the decoded image, held in memory until the rest is
+/// written and read back.
+struct Head {
+    buf: AlignedBuf,
+    len: usize,
+    /// Its partition table was checked against the target.
+    checked: bool,
+}
+
+impl Head {
+    fn new() -> Self {
+        Head {
+            buf: AlignedBuf::new(HEAD),
+            len: 0,
+            checked: false,
+        }
+    }
+
+    /// Keep the part of `data` (the next decoded bytes) that belongs to the
+    /// head; returns the rest.
+    fn keep<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let take = (HEAD - self.len).min(data.len());
+        self.buf.as_mut_slice()[self.len..self.len + take].copy_from_slice(&data[..take]);
+        self.len += take;
+        &data[take..]
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf.as_slice()[..self.len]
+    }
+
+    /// Refuse the image if the partition table in the head reaches past
+    /// the target's end (once).
+    fn check(
+        &mut self,
+        image: &Path,
+        target: &str,
+        capacity: Option<u64>,
+    ) -> Result<(), FlashError> {
+        if self.checked {
+            return Ok(());
+        }
+        if let (Some(cap), Some((end, table))) = (capacity, image_extent(self.bytes())) {
+            if end > cap {
+                return Err(FlashError::TooLarge {
+                    path: image.to_path_buf(),
+                    target: target.to_string(),
+                    needed: end,
+                    capacity: cap,
+                    reason: format!("its {table} reaches byte {end}"),
+                });
+            }
+        }
+        self.checked = true;
+        Ok(())
+    }
+}
+
+/// What step 2 leaves: the decoded size, the held-back head and the hashes.
+struct Written {
+    total: u64,
+    head: Head,
+    sha256: String,
+    crcs: BlockCrcs,
+}
+
+/// Step 2: decode `image` and write all of it but the head, hashing every
+/// byte; the head's partition table is checked before anything past it is
+/// written.
+fn decode_and_write(
+    image: &Path,
+    dev: &mut (dyn Device + Send),
+    info: &ImageInfo,
+    opts: &Options,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Written, FlashError> {
+    let capacity = dev.capacity();
     let consumed = Arc::new(AtomicU64::new(0));
     let input_total = info.input_len;
     let total_hint = opts.expected_size.or(info.hint.and_then(|h| h.exact()));
-
-    // 2. Decode and write, first MiB held back.
-    let mut head = AlignedBuf::new(HEAD);
-    let mut head_len = 0usize;
-    let mut head_checked = false;
+    let mut head = Head::new();
     let mut digest = if opts.verify {
         StreamDigest::new()
     } else {
@@ -201,34 +329,12 @@ pub fn write_image(
         (c, e) => c.or(e),
     };
     let name = dev.name();
-    let check_head = |head: &[u8]| -> Result<(), FlashError> {
-        if let (Some(cap), Some((end, table))) = (capacity, image_extent(head)) {
-            if end > cap {
-                return Err(FlashError::TooLarge {
-                    path: image.to_path_buf(),
-                    target: name.clone(),
-                    needed: end,
-                    capacity: cap,
-                    reason: format!("its {table} reaches byte {end}"),
-                });
-            }
-        }
-        Ok(())
-    };
     // On this thread: hash, keep the head, check it before anything past it
     // is handed to the writer, report progress.
     let inspect = |data: &[u8]| -> Result<(), FlashError> {
         digest.update(data);
-        let mut rest = data;
-        if head_len < HEAD {
-            let take = (HEAD - head_len).min(rest.len());
-            head.as_mut_slice()[head_len..head_len + take].copy_from_slice(&rest[..take]);
-            head_len += take;
-            rest = &rest[take..];
-        }
-        if !rest.is_empty() && !head_checked {
-            check_head(&head.as_slice()[..head_len])?;
-            head_checked = true;
+        if !head.keep(data).is_empty() {
+            head.check(image, &name, capacity)?;
         }
         offset += data.len() as u64;
         progress(&Progress {
@@ -240,27 +346,12 @@ pub fn write_image(
         });
         Ok(())
     };
-    // On the writer thread: everything past the head; on a target where
-    // unwritten bytes read as zeros, only the blocks that are not all zero.
     let sparse = dev.unwritten_reads_zero();
     let dev_w = &mut *dev;
-    let write = |at: u64, data: &[u8]| -> Result<(), FlashError> {
-        let skip = usize::try_from((HEAD as u64).saturating_sub(at)).unwrap_or(usize::MAX);
-        if skip >= data.len() {
-            return Ok(());
-        }
-        let (at, data) = (at + skip as u64, &data[skip..]);
-        if !sparse {
-            return write_all_at(&mut *dev_w, data, at);
-        }
-        for (from, to) in nonzero_runs(data, SPARSE_BLOCK) {
-            write_all_at(&mut *dev_w, &data[from..to], at + from as u64)?;
-        }
-        Ok(())
-    };
+    let write = |at: u64, data: &[u8]| write_past_head(&mut *dev_w, sparse, at, data);
     let run = pipeline::run(
         image,
-        &info,
+        info,
         opts.decoders,
         opts.shape,
         limit,
@@ -268,40 +359,8 @@ pub fn write_image(
         inspect,
         write,
     );
-    let total = match run {
-        Ok(n) => n,
-        Err(PipelineError::Open(e))
-        | Err(PipelineError::Consumer(e))
-        | Err(PipelineError::Write(e)) => return Err(e),
-        Err(PipelineError::Decode {
-            error,
-            input_offset,
-            output,
-        }) => {
-            if let Some(cap) = over_limit(&error) {
-                if capacity.map_or(true, |c| c > cap) {
-                    // The caller's size was the tighter limit.
-                    return Err(FlashError::WrongSize {
-                        path: image.to_path_buf(),
-                        expected: cap,
-                        found: cap + 1,
-                    });
-                }
-                let why = "the decoded stream goes on past the target's end";
-                return Err(too_large(image, dev, cap + 1, cap, why));
-            }
-            return Err(decode_error(
-                image,
-                decoded_format,
-                error,
-                input_offset,
-                output,
-            ));
-        }
-    };
-    if !head_checked {
-        check_head(&head.as_slice()[..head_len])?;
-    }
+    let total = run.map_err(|e| pipeline_error(image, &*dev, info, e))?;
+    head.check(image, &name, capacity)?;
     if let Some(expected) = opts.expected_size {
         if expected != total {
             return Err(FlashError::WrongSize {
@@ -312,61 +371,94 @@ pub fn write_image(
         }
     }
     let (sha256, crcs) = digest.finish();
-    dev.grow_to(total).map_err(target_io(&*dev, "extending"))?;
-    dev.sync().map_err(target_io(&*dev, "flushing"))?;
+    Ok(Written {
+        total,
+        head,
+        sha256,
+        crcs,
+    })
+}
 
-    // 3. Read back everything but the first MiB.
-    if opts.verify && total > HEAD as u64 {
-        dev.drop_cache().map_err(target_io(&*dev, "flushing"))?;
-        verify_range(
-            image,
-            &info,
-            opts,
-            dev,
-            &crcs,
-            HEAD as u64,
-            total,
-            input_total,
-            progress,
-        )?;
+/// On the writer thread: the bytes of `data` (decoded bytes from `at`)
+/// past the head; on a target where unwritten bytes read as zeros, only
+/// the blocks that are not all zero.
+fn write_past_head(
+    dev: &mut dyn Device,
+    sparse: bool,
+    at: u64,
+    data: &[u8],
+) -> Result<(), FlashError> {
+    let skip = usize::try_from((HEAD as u64).saturating_sub(at)).unwrap_or(usize::MAX);
+    if skip >= data.len() {
+        return Ok(());
     }
+    let (at, data) = (at + skip as u64, &data[skip..]);
+    if !sparse {
+        return write_all_at(dev, data, at);
+    }
+    for (from, to) in nonzero_runs(data, SPARSE_BLOCK) {
+        write_all_at(dev, &data[from..to], at + from as u64)?;
+    }
+    Ok(())
+}
 
-    // 4. The first MiB, last.
-    let head_bytes = &head.as_slice()[..head_len];
-    write_all_at(&mut *dev, head_bytes, 0)?;
-    dev.sync().map_err(target_io(&*dev, "flushing"))?;
-    if opts.verify {
-        dev.drop_cache().map_err(target_io(&*dev, "flushing"))?;
-        let mut back = AlignedBuf::new(HEAD);
-        let n = read_full_at(&mut *dev, back.as_mut_slice(), 0)?;
-        let back = &back.as_slice()[..n.min(head_len)];
-        if let Some(i) = first_difference(head_bytes, back) {
-            return Err(FlashError::Mismatch {
-                path: image.to_path_buf(),
-                target: dev.name(),
-                offset: i as u64,
-            });
+/// The error of a failed decode-and-write, in the terms of the image and
+/// the target.
+fn pipeline_error(
+    image: &Path,
+    dev: &dyn Device,
+    info: &ImageInfo,
+    e: PipelineError,
+) -> FlashError {
+    match e {
+        PipelineError::Open(e) | PipelineError::Consumer(e) | PipelineError::Write(e) => e,
+        PipelineError::Decode {
+            error,
+            input_offset,
+            output,
+        } => {
+            if let Some(cap) = over_limit(&error) {
+                if dev.capacity().map_or(true, |c| c > cap) {
+                    // The caller's size was the tighter limit.
+                    return FlashError::WrongSize {
+                        path: image.to_path_buf(),
+                        expected: cap,
+                        found: cap + 1,
+                    };
+                }
+                let why = "the decoded stream goes on past the target's end";
+                return too_large(image, dev, cap + 1, cap, why);
+            }
+            let decoded_format = info.inner.as_ref().map(|i| i.0).unwrap_or(info.format);
+            decode_error(image, decoded_format, error, input_offset, output)
         }
     }
-    progress(&Progress {
-        phase: Phase::Finish,
-        bytes: total,
-        total: Some(total),
-        input_bytes: input_total,
-        input_total,
-    });
+}
 
-    // 5. Partitions.
-    let reread = dev.reread_partitions()?;
-    Ok(Report {
-        format: info.format,
-        inner_format: info.inner.map(|i| i.0),
-        bytes: total,
-        sha256,
-        verified: opts.verify,
-        sector_size: dev.sector_size(),
-        partitions_reread: matches!(reread, Reread::Done { .. }),
-    })
+/// Step 4: write the head, flush, and read it back.
+fn write_head_last(
+    image: &Path,
+    dev: &mut dyn Device,
+    head: &[u8],
+    verify: bool,
+) -> Result<(), FlashError> {
+    write_all_at(dev, head, 0)?;
+    dev.sync().map_err(target_io(dev, "flushing"))?;
+    if !verify {
+        return Ok(());
+    }
+    dev.drop_cache().map_err(target_io(dev, "flushing"))?;
+    let mut back = AlignedBuf::new(HEAD);
+    let n = read_full_at(dev, back.as_mut_slice(), 0)?;
+    let back = &back.as_slice()[..n.min(head.len())];
+    match first_difference(head, back) {
+        Some(i) => Err(FlashError::Mismatch {
+            path: image.to_path_buf(),
+            target: dev.name(),
+            offset: i as u64,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Granularity of zero detection for sparse targets.
