@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use migrd_init::arch::Arch;
 use migrd_init::plan::{BootPlan, BootStrategy, LogSettings, TargetDisk, MAX_TARGET_WAIT_SECS};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Compression choice for the ramdisk's small segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -166,6 +166,20 @@ fn needed_modules(a: &BuildArgs) -> Result<Vec<Needed>> {
 
 /// Run `migrd build`.
 pub fn run(a: BuildArgs) -> Result<()> {
+    let spec = spec(&a)?;
+    let built = ramdisk::build(&spec, &a.output)?;
+    let mut o = std::io::stdout().lock();
+    if a.json {
+        writeln!(o, "{}", serde_json::to_string_pretty(&built)?)?;
+        return Ok(());
+    }
+    print_summary(&mut o, &built, &a.output)?;
+    Ok(())
+}
+
+/// The ramdisk these arguments describe, its inputs checked: the target,
+/// the init binary, the whole image, the kernel and its modules.
+fn spec(a: &BuildArgs) -> Result<RamdiskSpec> {
     let target = parse_target(&a.target, a.allow_target_name_only, a.target_wait)?;
     let init_path = match &a.init {
         Some(p) => p.clone(),
@@ -194,12 +208,12 @@ pub fn run(a: BuildArgs) -> Result<()> {
         CompressionArg::Gzip => Some(SegmentCompression::Gzip),
         CompressionArg::None => Some(SegmentCompression::None),
     };
-    let spec = RamdiskSpec {
+    Ok(RamdiskSpec {
         arch: a.arch,
         init,
         kernel,
         compression,
-        extra_modules: needed_modules(&a)?,
+        extra_modules: needed_modules(a)?,
         image: a.image.clone(),
         image_check: Some(checked),
         files: match &a.config {
@@ -219,13 +233,11 @@ pub fn run(a: BuildArgs) -> Result<()> {
         watchdog: Default::default(),
         cmdline_extra: a.cmdline_extra.clone().unwrap_or_default(),
         ramdisk_files: vec![],
-    };
-    let built = ramdisk::build(&spec, &a.output)?;
-    let mut o = std::io::stdout().lock();
-    if a.json {
-        writeln!(o, "{}", serde_json::to_string_pretty(&built)?)?;
-        return Ok(());
-    }
+    })
+}
+
+/// What was built, for people.
+fn print_summary(o: &mut dyn Write, built: &ramdisk::Built, output: &Path) -> Result<()> {
     writeln!(
         o,
         "initramfs  {} ({} bytes)",
@@ -239,7 +251,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
             s.offset, s.length, c
         )?;
     }
-    writeln!(o, "plan       {}", a.output.join("plan.json").display())?;
+    writeln!(o, "plan       {}", output.join("plan.json").display())?;
     writeln!(
         o,
         "kernel     {}",

@@ -434,43 +434,15 @@ fn read_layout(
     compression: Compression,
     f: &mut Forward,
 ) -> Result<(ImageInfo, Vec<u8>), String> {
-    let err = |r: String| r;
     if let Some(problem) = head_problem(&f.head, None) {
         return Err(problem);
     }
-    let s0 = f.head[..512].to_vec();
-    let primaries = mbr_entries(&s0);
-    let (table, mut parts) = if primaries[0].0 == 0xee {
-        (
-            "gpt",
-            gpt_partitions(f).map_err(|e| err(format!("reading GPT: {e}")))?,
-        )
-    } else {
-        let mut v = Vec::new();
-        for (i, (t, start, sectors)) in primaries.iter().enumerate() {
-            if *t != 0 && !is_extended(*t) && *sectors > 0 {
-                v.push(Partition {
-                    index: i as u32 + 1,
-                    start: start * 512,
-                    size: sectors * 512,
-                    name: None,
-                    label: None,
-                    fstype: None,
-                });
-            }
-        }
-        ("mbr", v)
-    };
-    // Walk partitions and EBRs in offset order (the stream only goes forward).
-    let mut ebrs: Vec<u64> = primaries
-        .iter()
-        .filter(|(t, _, _)| table == "mbr" && is_extended(*t))
-        .map(|(_, s, _)| *s)
-        .collect();
+    let (table, mut parts, mut ebrs) = primary_table(f)?;
     let ext_base = ebrs.first().copied();
     let mut next_logical = 5;
     let mut info = ImageInfo::empty(path, compression, table);
     let mut done: Vec<Partition> = Vec::new();
+    // Walk partitions and EBRs in offset order (the stream only goes forward).
     loop {
         parts.sort_by_key(|p| p.start);
         ebrs.sort();
@@ -483,59 +455,17 @@ fn read_layout(
             (None, Some(_)) => false,
         };
         if take_part {
-            {
-                let mut part = parts.remove(0);
-                let head = match f.read_at(part.start, 4096) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        return Err(err(format!(
-                            "partition {} at {} unreadable: {e}",
-                            part.index, part.start
-                        )))
-                    }
-                };
-                (part.fstype, part.label) = fs_label(&head);
-                let bootish = matches!(part.id(), Some("resin-boot" | "flash-boot"));
-                if part.fstype.as_deref() == Some("vfat") && bootish {
-                    let want = part.size.min(BOOT_CAP);
-                    let rest = f
-                        .read_at(part.start + 4096, want.saturating_sub(4096) as usize)
-                        .map_err(|e| err(format!("boot partition truncated: {e}")))?;
-                    let mut buf = head;
-                    buf.extend_from_slice(&rest);
-                    read_boot(buf, &mut info);
-                }
-                done.push(part);
-            }
-        } else {
-            {
-                let lba = ebrs.remove(0);
-                let e = lba * 512;
-                let ebr = f
-                    .read_at(e, 512)
-                    .map_err(|x| err(format!("extended boot record at {e}: {x}")))?;
-                if ebr[510] != 0x55 || ebr[511] != 0xaa {
-                    continue;
-                }
-                let es = mbr_entries(&ebr);
-                if es[0].0 != 0 && es[0].2 > 0 {
-                    parts.push(Partition {
-                        index: next_logical,
-                        start: (lba + es[0].1) * 512,
-                        size: es[0].2 * 512,
-                        name: None,
-                        label: None,
-                        fstype: None,
-                    });
-                    next_logical += 1;
-                }
-                if is_extended(es[1].0) {
-                    if let Some(base) = ext_base {
-                        ebrs.push(base + es[1].1);
-                    }
-                }
-            }
+            let part = parts.remove(0);
+            done.push(read_partition(f, part, &mut info)?);
+            continue;
         }
+        let lba = ebrs.remove(0);
+        let (logical, next) = read_ebr(f, lba, ext_base, next_logical)?;
+        if let Some(p) = logical {
+            parts.push(p);
+            next_logical += 1;
+        }
+        ebrs.extend(next);
     }
     done.sort_by_key(|p| p.start);
     info.required_bytes = done.iter().map(|p| p.start + p.size).max().unwrap_or(0);
@@ -548,6 +478,90 @@ fn read_layout(
         info.flasher = true;
     }
     Ok((info, std::mem::take(&mut f.head)))
+}
+
+/// The partition table in the first sector: "gpt" or "mbr", the primary
+/// (or GPT) partitions, and the LBAs of the extended partitions' first
+/// boot records.
+fn primary_table(f: &mut Forward) -> Result<(&'static str, Vec<Partition>, Vec<u64>), String> {
+    let primaries = mbr_entries(&f.head[..512]);
+    if primaries[0].0 == 0xee {
+        let parts = gpt_partitions(f).map_err(|e| format!("reading GPT: {e}"))?;
+        return Ok(("gpt", parts, Vec::new()));
+    }
+    let mut parts = Vec::new();
+    let mut ebrs = Vec::new();
+    for (i, (t, start, sectors)) in primaries.iter().enumerate() {
+        if is_extended(*t) {
+            ebrs.push(*start);
+        } else if *t != 0 && *sectors > 0 {
+            parts.push(Partition {
+                index: i as u32 + 1,
+                start: start * 512,
+                size: sectors * 512,
+                name: None,
+                label: None,
+                fstype: None,
+            });
+        }
+    }
+    Ok(("mbr", parts, ebrs))
+}
+
+/// Read `part`'s filesystem type and label and, for a FAT boot partition,
+/// its files into `info`.
+fn read_partition(
+    f: &mut Forward,
+    mut part: Partition,
+    info: &mut ImageInfo,
+) -> Result<Partition, String> {
+    let head = f
+        .read_at(part.start, 4096)
+        .map_err(|e| format!("partition {} at {} unreadable: {e}", part.index, part.start))?;
+    (part.fstype, part.label) = fs_label(&head);
+    let bootish = matches!(part.id(), Some("resin-boot" | "flash-boot"));
+    if part.fstype.as_deref() == Some("vfat") && bootish {
+        let want = part.size.min(BOOT_CAP);
+        let rest = f
+            .read_at(part.start + 4096, want.saturating_sub(4096) as usize)
+            .map_err(|e| format!("boot partition truncated: {e}"))?;
+        let mut buf = head;
+        buf.extend_from_slice(&rest);
+        read_boot(buf, info);
+    }
+    Ok(part)
+}
+
+/// Read the extended boot record at `lba`: the logical partition it
+/// describes (numbered `index`) and the LBA of the next record, if any.
+/// A record without its signature ends the chain.
+fn read_ebr(
+    f: &mut Forward,
+    lba: u64,
+    ext_base: Option<u64>,
+    index: u32,
+) -> Result<(Option<Partition>, Option<u64>), String> {
+    let at = lba * 512;
+    let ebr = f
+        .read_at(at, 512)
+        .map_err(|x| format!("extended boot record at {at}: {x}"))?;
+    if ebr[510] != 0x55 || ebr[511] != 0xaa {
+        return Ok((None, None));
+    }
+    let es = mbr_entries(&ebr);
+    let logical = (es[0].0 != 0 && es[0].2 > 0).then(|| Partition {
+        index,
+        start: (lba + es[0].1) * 512,
+        size: es[0].2 * 512,
+        name: None,
+        label: None,
+        fstype: None,
+    });
+    let next = match (is_extended(es[1].0), ext_base) {
+        (true, Some(base)) => Some(base + es[1].1),
+        _ => None,
+    };
+    Ok((logical, next))
 }
 
 fn read_boot(buf: Vec<u8>, info: &mut ImageInfo) {

@@ -36,53 +36,64 @@ pub fn convert(text: &str, source: &str) -> Option<Profile> {
     let k = Keyfile::parse(text);
     let (section, _) = k.sections.first()?;
     let s = section.as_str();
-    if s.starts_with("ethernet_") {
-        let mut out = Keyfile::default();
-        out.set("connection", "id", "");
-        out.set("connection", "type", "ethernet");
-        out.set("ethernet", "", "");
-        out.remove("ethernet", "");
-        match static_ipv4(&k, s) {
-            Some((addr, gw)) => {
-                out.set("ipv4", "method", "manual");
-                out.set(
-                    "ipv4",
-                    "address1",
-                    gw.map_or(addr.clone(), |g| format!("{addr},{g}")),
-                );
-                let d = dns(&k, s);
-                if !d.is_empty() {
-                    out.set(
-                        "ipv4",
-                        "dns",
-                        d.iter().map(|x| format!("{x};")).collect::<String>(),
-                    );
-                }
-            }
-            None => out.set("ipv4", "method", "auto"),
-        }
-        out.set("ipv6", "method", "auto");
-        return Some(Profile {
-            id: String::new(),
-            kind: Kind::Ethernet,
-            ssid: None,
-            security: Security::None,
-            source: source.into(),
-            migrated: true,
-            note: None,
-            keep_name: None,
-            keyfile: out,
-        });
-    }
-    if !s.starts_with("wifi_") {
-        return Some(Profile::skipped(
+    Some(if s.starts_with("ethernet_") {
+        ethernet(&k, s, source)
+    } else if s.starts_with("wifi_") {
+        wifi(&k, s, source)
+    } else {
+        Profile::skipped(
             Kind::Other,
             None,
             Security::None,
             source,
             "connman service type not migrated",
-        ));
+        )
+    })
+}
+
+/// An `ethernet_*` service: DHCP, or its static IPv4 settings.
+fn ethernet(k: &Keyfile, s: &str, source: &str) -> Profile {
+    let mut out = Keyfile::default();
+    out.set("connection", "id", "");
+    out.set("connection", "type", "ethernet");
+    out.set("ethernet", "", "");
+    out.remove("ethernet", "");
+    match static_ipv4(k, s) {
+        Some((addr, gw)) => {
+            out.set("ipv4", "method", "manual");
+            out.set(
+                "ipv4",
+                "address1",
+                gw.map_or(addr.clone(), |g| format!("{addr},{g}")),
+            );
+            let d = dns(k, s);
+            if !d.is_empty() {
+                out.set(
+                    "ipv4",
+                    "dns",
+                    d.iter().map(|x| format!("{x};")).collect::<String>(),
+                );
+            }
+        }
+        None => out.set("ipv4", "method", "auto"),
     }
+    out.set("ipv6", "method", "auto");
+    Profile {
+        id: String::new(),
+        kind: Kind::Ethernet,
+        ssid: None,
+        security: Security::None,
+        source: source.into(),
+        migrated: true,
+        note: None,
+        keep_name: None,
+        keyfile: out,
+    }
+}
+
+/// A `wifi_*` service: its SSID, security (the id's last part) and
+/// passphrase; 802.1X and services without a passphrase are skipped.
+fn wifi(k: &Keyfile, s: &str, source: &str) -> Profile {
     let ssid = k
         .get(s, "SSID")
         .and_then(decode_ssid)
@@ -98,32 +109,20 @@ pub fn convert(text: &str, source: &str) -> Option<Profile> {
         _ => Security::None,
     };
     let Some(ssid) = ssid else {
-        return Some(Profile::skipped(
-            Kind::Wifi,
-            None,
-            security,
-            source,
-            "no SSID or Name",
-        ));
+        return Profile::skipped(Kind::Wifi, None, security, source, "no SSID or Name");
     };
     if security == Security::Eap {
-        return Some(Profile::skipped(
+        return Profile::skipped(
             Kind::Wifi,
             shown,
             security,
             source,
             "802.1X is not migrated: supply a keyfile with --nwmgr-cfg",
-        ));
+        );
     }
     let pass = k.get(s, "Passphrase");
     if security != Security::None && pass.is_none() {
-        return Some(Profile::skipped(
-            Kind::Wifi,
-            shown,
-            security,
-            source,
-            "no Passphrase stored",
-        ));
+        return Profile::skipped(Kind::Wifi, shown, security, source, "no Passphrase stored");
     }
     let keyfile = wifi_keyfile(&WifiSpec {
         ssid: &ssid,
@@ -131,11 +130,11 @@ pub fn convert(text: &str, source: &str) -> Option<Profile> {
         psk: pass.filter(|_| security != Security::Wep),
         wep_key: pass.filter(|_| security == Security::Wep),
         hidden: k.get(s, "Hidden") == Some("true"),
-        ipv4: static_ipv4(&k, s),
-        dns: dns(&k, s),
+        ipv4: static_ipv4(k, s),
+        dns: dns(k, s),
         ..WifiSpec::default()
     });
-    Some(Profile {
+    Profile {
         id: String::new(),
         kind: Kind::Wifi,
         ssid: shown,
@@ -145,7 +144,7 @@ pub fn convert(text: &str, source: &str) -> Option<Profile> {
         note: None,
         keep_name: None,
         keyfile,
-    })
+    }
 }
 
 /// Every `<root>/var/lib/connman/*/settings`.
