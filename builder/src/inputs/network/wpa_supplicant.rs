@@ -87,6 +87,56 @@ fn unquote(v: &str) -> Option<&str> {
     v.strip_prefix('"').and_then(|s| s.strip_suffix('"'))
 }
 
+/// The keys a network block holds, as NetworkManager takes them.
+struct Keys<'b> {
+    /// `key_mgmt`, upper case.
+    mgmt: String,
+    /// Quoted: an 8–63 character passphrase; unquoted: 64 hex digits (raw
+    /// PSK).
+    psk: Option<&'b str>,
+    sae_password: Option<&'b str>,
+    wep: Option<&'b str>,
+}
+
+impl<'b> Keys<'b> {
+    fn of(b: &'b Block) -> Self {
+        let psk = b.get("psk").map(String::as_str).and_then(|p| {
+            unquote(p).or_else(|| (p.len() == 64 && hex_bytes(p).is_some()).then_some(p))
+        });
+        Keys {
+            mgmt: b
+                .get("key_mgmt")
+                .map(|s| s.to_ascii_uppercase())
+                .unwrap_or_default(),
+            psk,
+            sae_password: b.get("sae_password").and_then(|p| unquote(p)),
+            wep: b.get("wep_key0").map(|k| unquote(k).unwrap_or(k)),
+        }
+    }
+
+    /// The security these keys and `key_mgmt` make.
+    fn security(&self, b: &Block) -> Security {
+        let mgmts: Vec<&str> = self.mgmt.split_whitespace().collect();
+        let wpa_psk = mgmts.iter().any(|m| m.starts_with("WPA-PSK"));
+        let has_eap = mgmts.iter().any(|m| m.contains("EAP") || *m == "IEEE8021X")
+            && self.psk.is_none()
+            || (self.mgmt.is_empty()
+                && self.psk.is_none()
+                && (b.contains_key("eap") || b.contains_key("identity")));
+        if has_eap {
+            Security::Eap
+        } else if mgmts.contains(&"SAE") && !wpa_psk {
+            Security::Sae
+        } else if self.psk.is_some() || wpa_psk {
+            Security::WpaPsk
+        } else if self.wep.is_some() {
+            Security::Wep
+        } else {
+            Security::None
+        }
+    }
+}
+
 /// Convert one block.
 pub fn convert(b: &Block, source: &str) -> Profile {
     let ssid = b.get("ssid").and_then(|v| decode_ssid(v));
@@ -102,33 +152,8 @@ pub fn convert(b: &Block, source: &str) -> Profile {
             "network block without a readable ssid",
         );
     };
-    let mgmt = b
-        .get("key_mgmt")
-        .map(|s| s.to_ascii_uppercase())
-        .unwrap_or_default();
-    let mgmts: Vec<&str> = mgmt.split_whitespace().collect();
-    let psk_raw = b.get("psk").map(String::as_str);
-    // Quoted: an 8–63 character passphrase; unquoted: 64 hex digits (raw PSK).
-    let psk = psk_raw.and_then(|p| {
-        unquote(p).or_else(|| (p.len() == 64 && hex_bytes(p).is_some()).then_some(p))
-    });
-    let sae_password = b.get("sae_password").and_then(|p| unquote(p));
-    let wep = b.get("wep_key0").map(|k| unquote(k).unwrap_or(k));
-    let has_eap = mgmts.iter().any(|m| m.contains("EAP") || *m == "IEEE8021X") && psk.is_none()
-        || (mgmt.is_empty()
-            && psk.is_none()
-            && (b.contains_key("eap") || b.contains_key("identity")));
-    let security = if has_eap {
-        Security::Eap
-    } else if mgmts.contains(&"SAE") && !mgmts.iter().any(|m| m.starts_with("WPA-PSK")) {
-        Security::Sae
-    } else if psk.is_some() || mgmts.iter().any(|m| m.starts_with("WPA-PSK")) {
-        Security::WpaPsk
-    } else if wep.is_some() {
-        Security::Wep
-    } else {
-        Security::None
-    };
+    let keys = Keys::of(b);
+    let security = keys.security(b);
     if security == Security::Eap {
         return Profile::skipped(Kind::Wifi, shown, security, source, "WPA-EAP (802.1X) is not migrated: it needs certificates and identities; supply a keyfile with --nwmgr-cfg");
     }
@@ -142,8 +167,8 @@ pub fn convert(b: &Block, source: &str) -> Profile {
         );
     }
     let secret = match security {
-        Security::Sae => sae_password.or(psk),
-        _ => psk,
+        Security::Sae => keys.sae_password.or(keys.psk),
+        _ => keys.psk,
     };
     if matches!(security, Security::WpaPsk | Security::Sae) && secret.is_none() {
         return Profile::skipped(
@@ -158,7 +183,7 @@ pub fn convert(b: &Block, source: &str) -> Profile {
         ssid: &ssid,
         security: Some(security),
         psk: secret,
-        wep_key: wep,
+        wep_key: keys.wep,
         hidden: b.get("scan_ssid").map(String::as_str) == Some("1"),
         priority: b.get("priority").and_then(|p| p.parse().ok()),
         bssid: b.get("bssid").map(String::as_str),
