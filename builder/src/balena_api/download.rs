@@ -180,6 +180,8 @@ pub fn download(
     Ok(dest)
 }
 
+const WHAT: &str = "POST /download";
+
 fn try_once(
     client: &Client,
     http: &reqwest::blocking::Client,
@@ -188,8 +190,42 @@ fn try_once(
     total: &mut Option<u64>,
     pb: &ProgressBar,
 ) -> Result<Attempt, ApiError> {
-    let what = "POST /download";
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let resp = send(client, http, req, have)?;
+    let append = resume_point(client, &resp, have, total)?;
+    if let Some(t) = *total {
+        pb.set_length(t);
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(part)
+        .map_err(|e| io_err(part, e))?;
+    let mut written = if append { have } else { 0 };
+    pb.set_position(written);
+    if let Some(cut) = copy_body(client, resp, &mut f, part, &mut written, pb)? {
+        return Ok(Attempt::Retry(cut));
+    }
+    f.sync_all().map_err(|e| io_err(part, e))?;
+    match *total {
+        Some(t) if written < t => Ok(Attempt::Retry(ApiError::Network {
+            endpoint: client.endpoint.clone(),
+            what: WHAT.into(),
+            reason: format!("connection closed after {written} of {t} bytes"),
+        })),
+        _ => Ok(Attempt::Done),
+    }
+}
+
+/// POST the download request, asking to resume at `have` bytes.
+fn send(
+    client: &Client,
+    http: &reqwest::blocking::Client,
+    req: &Request,
+    have: u64,
+) -> Result<reqwest::blocking::Response, ApiError> {
     let mut body = serde_json::json!({
         "deviceType": req.slug,
         "version": req.version,
@@ -204,23 +240,36 @@ fn try_once(
     if have > 0 {
         rb = rb.header(RANGE, format!("bytes={have}-"));
     }
-    let resp = rb.send().map_err(|e| client.net_err(what, &e))?;
-    let status = resp.status();
-    let resp = client.check_status(what, resp)?;
+    let resp = rb.send().map_err(|e| client.net_err(WHAT, &e))?;
+    client.check_status(WHAT, resp)
+}
+
+/// Whether the answer continues the partial file (206 from `have`) or
+/// starts over (200); records the image's size in `total`, refusing one
+/// that changed between attempts.
+fn resume_point(
+    client: &Client,
+    resp: &reqwest::blocking::Response,
+    have: u64,
+    total: &mut Option<u64>,
+) -> Result<bool, ApiError> {
     let header = |n| {
         resp.headers()
             .get(n)
             .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
             .map(str::to_string)
     };
-    let (append, announced) = if status == StatusCode::PARTIAL_CONTENT {
+    let body_err = |reason: String| ApiError::Body {
+        endpoint: client.endpoint.clone(),
+        what: WHAT.into(),
+        reason,
+    };
+    let (append, announced) = if resp.status() == StatusCode::PARTIAL_CONTENT {
         let cr = header(CONTENT_RANGE).unwrap_or_default();
         if range_start(&cr) != Some(have) {
-            return Err(ApiError::Body {
-                endpoint: client.endpoint.clone(),
-                what: what.into(),
-                reason: format!("asked to resume at {have}, got Content-Range {cr:?}"),
-            });
+            return Err(body_err(format!(
+                "asked to resume at {have}, got Content-Range {cr:?}"
+            )));
         }
         (true, range_total(&cr))
     } else {
@@ -229,51 +278,42 @@ fn try_once(
     };
     if let Some(t) = announced {
         if total.is_some_and(|old| old != t) {
-            return Err(ApiError::Body {
-                endpoint: client.endpoint.clone(),
-                what: what.into(),
-                reason: format!("image size changed between attempts ({total:?} → {t})"),
-            });
+            return Err(body_err(format!(
+                "image size changed between attempts ({total:?} → {t})"
+            )));
         }
         *total = Some(t);
-        pb.set_length(t);
     }
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(part)
-        .map_err(|e| io_err(part, e))?;
-    let mut written = if append { have } else { 0 };
-    pb.set_position(written);
-    let mut resp = resp;
+    Ok(append)
+}
+
+/// Copy the answer's body into `f`, counting `written`; a connection cut
+/// midway is returned (to retry from there), a local write error fails.
+fn copy_body(
+    client: &Client,
+    mut resp: reqwest::blocking::Response,
+    f: &mut std::fs::File,
+    part: &Path,
+    written: &mut u64,
+    pb: &ProgressBar,
+) -> Result<Option<ApiError>, ApiError> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match resp.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(None),
             Ok(n) => n,
             Err(e) => {
                 f.flush().map_err(|e| io_err(part, e))?;
-                return Ok(Attempt::Retry(ApiError::Network {
+                return Ok(Some(ApiError::Network {
                     endpoint: client.endpoint.clone(),
-                    what: format!("{what} after {written} bytes"),
+                    what: format!("{WHAT} after {written} bytes"),
                     reason: e.to_string(),
                 }));
             }
         };
         f.write_all(&buf[..n]).map_err(|e| io_err(part, e))?;
-        written += n as u64;
-        pb.set_position(written);
-    }
-    f.sync_all().map_err(|e| io_err(part, e))?;
-    match *total {
-        Some(t) if written < t => Ok(Attempt::Retry(ApiError::Network {
-            endpoint: client.endpoint.clone(),
-            what: what.into(),
-            reason: format!("connection closed after {written} of {t} bytes"),
-        })),
-        _ => Ok(Attempt::Done),
+        *written += n as u64;
+        pb.set_position(*written);
     }
 }
 
