@@ -51,6 +51,9 @@ pub struct RpiLab {
     pub firmware: Firmware,
     /// The board the device is.
     pub board: Board,
+    /// For a Pi 2: the lock that keeps a second Pi 2 scenario from running
+    /// beside this one ([`crate::slots::exclusive`]).
+    _alone: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 /// The first MBR partition of `disk`: (offset, length) in bytes.
@@ -68,6 +71,11 @@ fn first_partition(disk: &Path) -> Result<(u64, u64)> {
 /// A fresh Pi `board` ([`Board::Pi3`] or [`Board::Pi4`]) for `scenario`,
 /// logs in `target/lab/logs/<scenario>/`.
 pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
+    // Before the slot (which the log folder takes): see slots::exclusive.
+    let alone = match board {
+        Board::Pi2 => Some(crate::slots::exclusive("raspi2b")?),
+        _ => None,
+    };
     let t0 = Instant::now();
     let logs = paths::log_dir(scenario)?;
     let boot = match board {
@@ -101,6 +109,7 @@ pub fn lab(scenario: &str, board: Board) -> Result<RpiLab> {
         t0,
         firmware: Firmware::default(),
         board,
+        _alone: alone,
     })
 }
 

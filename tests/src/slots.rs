@@ -70,24 +70,51 @@ pub fn release() {
     let _ = HELD.try_with(|h| h.borrow_mut().take());
 }
 
+/// A lock of its own for a kind of scenario that must not run twice at
+/// once (held until the returned guard is dropped), taken before the
+/// scenario's slot so that a waiter holds no slot: the lab's Pi 2
+/// (`raspi2b`, one host thread per vCPU: two of them are eight busy
+/// threads on a 2-core host). In a CI run where both Pi 2 scenarios ran
+/// together beside other load, the second one's old OS saw its SD
+/// controller time out ("sdhost-bcm2835 3f202000.mmc: timeout waiting for
+/// hardware interrupt", a 10 s timer in the guest driver) and read garbage
+/// for the root file system's group descriptors.
+pub fn exclusive(name: &str) -> Result<Flock<File>> {
+    let dir = paths::lab_dir().join("slots");
+    loop {
+        if let Some(lock) = try_lock_file(&dir.join(format!("{name}.exclusive")))? {
+            return Ok(lock);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Lock the file at `p` (created if missing) unless another holds it.
+fn try_lock_file(p: &Path) -> Result<Option<Flock<File>>> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        // Any other error would recur on every try: report it rather than
+        // wait forever.
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", p.display())),
+    }
+}
+
 /// Lock a free slot file of the pool of `n` in `dir`, if there is one.
 fn try_lock_in(dir: &Path, n: usize) -> Result<Option<Flock<File>>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for i in 0..n {
-        let p = dir.join(format!("{i}.lock"));
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .with_context(|| format!("opening {}", p.display()))?;
-        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(Some(lock)),
-            // Held by another scenario: try the next one.
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
-            // Any other error would recur on every try: report it rather
-            // than wait forever.
-            Err((_, e)) => return Err(e).with_context(|| format!("locking {}", p.display())),
+        // Held by another scenario: try the next one.
+        if let Some(lock) = try_lock_file(&dir.join(format!("{i}.lock")))? {
+            return Ok(Some(lock));
         }
     }
     Ok(None)
@@ -123,6 +150,28 @@ mod tests {
             "the second slot of two was not free"
         );
         drop(two);
+        Ok(())
+    }
+
+    #[test]
+    fn an_exclusive_lock_is_one_at_a_time_and_apart_from_the_slots() -> Result<()> {
+        let d = tempfile::tempdir()?;
+        let p = d.path().join("raspi2b.exclusive");
+        let held = try_lock_file(&p)?.context("a fresh exclusive lock is busy")?;
+        let q = p.clone();
+        let other = std::thread::spawn(move || try_lock_file(&q).map(|l| l.is_some()))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the other thread panicked"))??;
+        assert!(!other, "a second holder got the exclusive lock");
+        assert!(
+            try_lock_in(d.path(), 1)?.is_some(),
+            "the exclusive lock took the slot"
+        );
+        drop(held);
+        assert!(
+            try_lock_file(&p)?.is_some(),
+            "the freed lock could not be taken"
+        );
         Ok(())
     }
 }
