@@ -77,8 +77,8 @@ pub fn release() {
 /// threads on a 2-core host). In a CI run where both Pi 2 scenarios ran
 /// together beside other load, the second one's old OS saw its SD
 /// controller time out ("sdhost-bcm2835 3f202000.mmc: timeout waiting for
-/// hardware interrupt", a 10 s timer in the guest driver) and read garbage
-/// for the root file system's group descriptors.
+/// hardware interrupt") and could not mount its root file system (its
+/// group descriptors read as garbage).
 pub fn exclusive(name: &str) -> Result<Flock<File>> {
     let dir = paths::lab_dir().join("slots");
     loop {
