@@ -104,6 +104,45 @@ fn produce(
     }
 }
 
+/// On the calling thread: hand each decoded chunk to `inspect`, then to the
+/// writer with its offset, until the end of the stream or an error.
+/// Returns the length handed on.
+fn consume(
+    full_rx: &Receiver<Msg>,
+    write_tx: &SyncSender<(AlignedBuf, usize, u64)>,
+    inspect: &mut impl FnMut(&[u8]) -> Result<(), FlashError>,
+    consumed: &AtomicU64,
+) -> Result<u64, PipelineError> {
+    let mut total = 0u64;
+    loop {
+        match full_rx.recv() {
+            Ok(Msg::Chunk(buf, len)) => {
+                inspect(&buf.as_slice()[..len]).map_err(PipelineError::Consumer)?;
+                if write_tx.send((buf, len, total)).is_err() {
+                    // The writer stopped: its error is collected by the caller.
+                    return Ok(total);
+                }
+                total += len as u64;
+            }
+            Ok(Msg::End) => return Ok(total),
+            Ok(Msg::Failed(error, output)) => {
+                return Err(PipelineError::Decode {
+                    error,
+                    input_offset: consumed.load(Ordering::Relaxed),
+                    output,
+                })
+            }
+            Err(_) => {
+                return Err(PipelineError::Decode {
+                    error: io::Error::other("the decoding thread stopped"),
+                    input_offset: consumed.load(Ordering::Relaxed),
+                    output: total,
+                })
+            }
+        }
+    }
+}
+
 /// Decode `image` (described by `info`) on a second thread, refusing more
 /// than `limit` bytes; hand each chunk in order to `inspect` on this thread,
 /// then to `write` (with its offset in the stream) on a third. Returns the
@@ -148,36 +187,7 @@ pub fn run(
             }
             Ok(())
         });
-        let mut total = 0u64;
-        let result = loop {
-            match full_rx.recv() {
-                Ok(Msg::Chunk(buf, len)) => {
-                    if let Err(e) = inspect(&buf.as_slice()[..len]) {
-                        break Err(PipelineError::Consumer(e));
-                    }
-                    if write_tx.send((buf, len, total)).is_err() {
-                        // The writer stopped: its error is collected below.
-                        break Ok(total);
-                    }
-                    total += len as u64;
-                }
-                Ok(Msg::End) => break Ok(total),
-                Ok(Msg::Failed(error, output)) => {
-                    break Err(PipelineError::Decode {
-                        error,
-                        input_offset: consumed.load(Ordering::Relaxed),
-                        output,
-                    })
-                }
-                Err(_) => {
-                    break Err(PipelineError::Decode {
-                        error: io::Error::other("the decoding thread stopped"),
-                        input_offset: consumed.load(Ordering::Relaxed),
-                        output: total,
-                    })
-                }
-            }
-        };
+        let result = consume(&full_rx, &write_tx, &mut inspect, &consumed);
         // Let the writer drain and the producer stop, then collect both.
         drop(write_tx);
         drop(full_rx);
