@@ -55,10 +55,17 @@ pub fn hold() -> Result<()> {
     }
     let dir = paths::lab_dir().join("slots");
     let n = pool_size();
+    let lock = wait_for(|| try_lock_in(&dir, n))?;
+    HELD.with(|h| *h.borrow_mut() = Some(lock));
+    Ok(())
+}
+
+/// Poll `try_lock` every half second until it returns a lock (waiters
+/// sleep).
+fn wait_for(mut try_lock: impl FnMut() -> Result<Option<Flock<File>>>) -> Result<Flock<File>> {
     loop {
-        if let Some(lock) = try_lock_in(&dir, n)? {
-            HELD.with(|h| *h.borrow_mut() = Some(lock));
-            return Ok(());
+        if let Some(lock) = try_lock()? {
+            return Ok(lock);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -80,13 +87,10 @@ pub fn release() {
 /// hardware interrupt") and could not mount its root file system (its
 /// group descriptors read as garbage).
 pub fn exclusive(name: &str) -> Result<Flock<File>> {
-    let dir = paths::lab_dir().join("slots");
-    loop {
-        if let Some(lock) = try_lock_file(&dir.join(format!("{name}.exclusive")))? {
-            return Ok(lock);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let p = paths::lab_dir()
+        .join("slots")
+        .join(format!("{name}.exclusive"));
+    wait_for(|| try_lock_file(&p))
 }
 
 /// Lock the file at `p` (created if missing) unless another holds it.
